@@ -1,0 +1,36 @@
+"""The ``hlmat`` command: a thin dispatcher. Each subcommand lives in its own module of ``agents.commands``
+exposing ``add_parser(subparsers)`` (which registers the subcommand and its flags) and ``run(args) -> int``.
+Modules are imported lazily so that ``hlmat --help`` stays fast and optional extras load only when used.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> module under agents.commands
+COMMANDS: dict[str, str] = {
+    "demo": "demo",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hlmat", description="Human-Like Mask Annotation Task tools")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        importlib.import_module(f"agents.commands.{module}").add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    module = importlib.import_module(f"agents.commands.{COMMANDS[args.command]}")
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

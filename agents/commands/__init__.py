@@ -1,0 +1,1 @@
+"""One module per ``hlmat`` subcommand (``add_parser`` + ``run``)."""

@@ -1,0 +1,285 @@
+"""``HLMATEnv``: SegAgent's Human-Like Mask Annotation Task as a Gymnasium environment."""
+from __future__ import annotations
+
+import string
+from typing import Any
+
+import cv2
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from hlmat_env.actions import Click, decode_action, encode_click
+from hlmat_env.datasets import Dataset, Sample, make_dataset
+from hlmat_env.errors import HLMATError, InvalidAction
+from hlmat_env.masks import bbox_xywh, box_mask, degrade
+from hlmat_env.metrics import intersection_union
+from hlmat_env.render import render_state
+from hlmat_env.robot_user import clicked_map, next_click
+from hlmat_env.segmenters import Prediction, Segmenter, make_segmenter
+
+# Printable ASCII plus Latin-1 letters: real English captions ("the man's pants, left") fit; any other
+# character is replaced by "?" in the observation (the raw caption stays in ``info["caption"]``).
+CAPTION_CHARSET = "".join(sorted(set(string.printable) - set("\x0b\x0c\r") | set(map(chr, range(0xC0, 0x100)))))
+START_STATES = ("empty", "box", "degraded", "mask")
+
+
+class HLMATEnv(gym.Env):
+    """Interactive segmentation by clicks, as a human annotator does it.
+
+    ## Description
+    Each episode is one annotation task drawn from a dataset: an image, a hidden target mask and an optional
+    referring description. The agent places positive and negative clicks; a segmenter (the weight-free default,
+    SAM, or any object with ``set_image``/``predict``) turns *all clicks so far* plus the previous prediction
+    into the current mask. The target is used only for the reward, ``info["iou"]`` and :meth:`expert_action`.
+
+    ## Action Space
+    ``MultiDiscrete([3, B, B])`` with ``B = coord_bins`` (default 1000): ``[kind, x, y]``, kind 0 = positive
+    click, 1 = negative click, 2 = finish; ``x`` along the width and ``y`` along the height, in bins over the
+    full-resolution image (bin ``b`` is pixel ``floor((b + 0.5) * W / B)``). When ``W, H <= B`` every pixel is
+    reachable and :meth:`expert_action` decodes back to the robot user's exact pixel. :meth:`click` takes a
+    pixel-exact :class:`~hlmat_env.actions.Click` instead.
+
+    ## Observation Space
+    ``Dict``: ``"image"`` uint8 ``(S, S, 3)`` RGB, the image resized to ``S = obs_size`` (aspect not kept);
+    ``"mask"`` uint8 ``(S, S, 1)``, the current mask resized (nearest) with values **0 and 255**;
+    ``"caption"`` the referring description as a ``Text`` space (``""`` when the dataset has none; characters
+    outside :data:`CAPTION_CHARSET` become ``"?"``, truncated to ``max_caption_length``). Full-resolution views:
+    ``env.unwrapped.image`` and ``env.unwrapped.mask``.
+
+    ## Rewards
+    ``IoU_t - IoU_{t-1}`` as a float (IoU with the target, ignore pixels excluded), so an episode's rewards sum
+    to final minus initial IoU. Clicks can lower the IoU: rewards can be negative. Finish gives 0.
+
+    ## Episode End
+    Terminated by the finish action; truncated once ``max_clicks`` clicks have been placed.
+
+    ## Starting State
+    ``start`` (kwarg, or ``reset(options={"start": ...})``): ``"empty"`` (default), ``"box"`` (the target's
+    bounding box filled; the box is also given to the segmenter as a prompt), ``"degraded"`` (a randomly
+    damaged target, for diverse demonstrations) or ``"mask"`` with ``options["initial_mask"]`` (bool HxW, mask
+    refinement). The sample is ``options["index"]`` or drawn from ``np_random``.
+
+    ## Info
+    ``iou`` (float), ``num_clicks`` (int), ``sample_id`` (str), ``index`` (int), ``caption`` (raw str); reset
+    and step return the same keys.
+
+    ## Arguments
+    ``dataset`` spec or object (``"synthetic"``, ``"synthetic:val"``, ``"folder:PATH"``...), ``segmenter`` name
+    or object (``"default"``, ``"sam"``, ``"auto"``), ``segmenter_kwargs`` (dict), ``sam_checkpoint``,
+    ``sam_model_type``, ``max_clicks`` (20), ``obs_size`` (128), ``coord_bins`` (1000), ``start``,
+    ``undo_radius`` (0: off; SegAgent's option: a new click deletes earlier opposite-sign clicks within this
+    many pixels), ``max_caption_length`` (256), ``render_mode`` (``"rgb_array"`` or None).
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 2}
+
+    def __init__(
+        self,
+        dataset: str | Dataset = "synthetic",
+        segmenter: str | Segmenter = "default",
+        max_clicks: int = 20,
+        obs_size: int = 128,
+        coord_bins: int = 1000,
+        start: str = "empty",
+        undo_radius: float = 0.0,
+        max_caption_length: int = 256,
+        render_mode: str | None = None,
+        segmenter_kwargs: dict[str, Any] | None = None,
+        sam_checkpoint: str | None = None,
+        sam_model_type: str | None = None,
+    ):
+        for name, value, low in (("max_clicks", max_clicks, 1), ("obs_size", obs_size, 8),
+                                 ("coord_bins", coord_bins, 2), ("max_caption_length", max_caption_length, 1)):
+            if not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if start not in START_STATES or start == "mask":
+            raise ValueError(f"start must be one of {list(START_STATES[:3])} (\"mask\" via reset options), got {start!r}")
+        if not undo_radius >= 0:
+            raise ValueError(f"undo_radius must be >= 0, got {undo_radius!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        self.dataset = make_dataset(dataset)
+        seg_kwargs = dict(segmenter_kwargs or {})
+        if sam_checkpoint is not None:
+            seg_kwargs["sam_checkpoint"] = sam_checkpoint
+        if sam_model_type is not None:
+            seg_kwargs["sam_model_type"] = sam_model_type
+        self.segmenter = make_segmenter(segmenter, **seg_kwargs)
+        self.max_clicks, self.obs_size, self.coord_bins = int(max_clicks), int(obs_size), int(coord_bins)
+        self.start, self.undo_radius, self.render_mode = start, float(undo_radius), render_mode
+        self.max_caption_length = int(max_caption_length)
+        s = self.obs_size
+        self.observation_space = spaces.Dict({
+            "image": spaces.Box(0, 255, (s, s, 3), np.uint8),
+            "mask": spaces.Box(0, 255, (s, s, 1), np.uint8),
+            "caption": spaces.Text(max_length=self.max_caption_length, min_length=0, charset=CAPTION_CHARSET),
+        })
+        self.action_space = spaces.MultiDiscrete([3, self.coord_bins, self.coord_bins])
+        self._sample: Sample | None = None
+        self._index: int | None = None
+        self._image_obs: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ public views
+    @property
+    def image(self) -> np.ndarray:
+        """Full-resolution image, uint8 HxWx3 RGB (a view: do not modify)."""
+        return self._require_sample().image
+
+    @property
+    def mask(self) -> np.ndarray:
+        """Current full-resolution mask, bool HxW (a copy)."""
+        self._require_sample()
+        return self._pred.mask.copy()
+
+    @property
+    def caption(self) -> str:
+        return self._require_sample().caption
+
+    @property
+    def clicks(self) -> list[Click]:
+        """Clicks the segmenter currently sees (after undo-radius deletions), oldest first."""
+        return list(self._clicks)
+
+    @property
+    def sample_id(self) -> str:
+        return self._require_sample().sample_id
+
+    # ------------------------------------------------------------------ gym API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        options = dict(options or {})
+        unknown = set(options) - {"index", "start", "initial_mask"}
+        if unknown:
+            raise ValueError(f"unknown reset options {sorted(unknown)}; allowed: index, start, initial_mask")
+        index = options.get("index")
+        if index is None:
+            index = int(self.np_random.integers(len(self.dataset)))
+        elif not 0 <= int(index) < len(self.dataset):
+            raise ValueError(f"options['index'] must lie in [0, {len(self.dataset)}), got {index}")
+        self._load(int(index))
+        start = options.get("start", "mask" if "initial_mask" in options else self.start)
+        self._box = None
+        shape = self._sample.target.shape
+        if start == "empty":
+            start_mask = np.zeros(shape, bool)
+        elif start == "box":
+            self._box = bbox_xywh(self._sample.target > 0)
+            start_mask = box_mask(self._box, shape)
+        elif start == "degraded":
+            start_mask = degrade(self._sample.target, self.np_random)
+        elif start == "mask":
+            if "initial_mask" not in options:
+                raise ValueError("start='mask' needs options['initial_mask'] (bool HxW)")
+            start_mask = np.asarray(options["initial_mask"]).astype(bool)
+            if start_mask.shape != shape:
+                raise ValueError(f"initial_mask must have shape {shape}, got {start_mask.shape}")
+        else:
+            raise ValueError(f"start must be one of {list(START_STATES)}, got {start!r}")
+        self._pred = Prediction(start_mask)
+        self._clicks: list[Click] = []
+        self._history: list[Click] = []  # every click placed, including undone ones (never re-clicked)
+        self._done = False
+        self._iou = self._compute_iou()
+        self.start_iou = self._iou
+        return self._obs(), self._info()
+
+    def step(self, action):
+        self._require_sample()
+        try:
+            click = decode_action(action, self._w, self._h, self.coord_bins)
+        except InvalidAction as e:
+            raise InvalidAction(f"{e} (action space {self.action_space})") from None
+        return self._apply(click)
+
+    def click(self, click: Click | None):
+        """Place a pixel-exact click (``None`` = finish); returns the same 5-tuple as :meth:`step`."""
+        self._require_sample()
+        if click is not None and not (0 <= click.x < self._w and 0 <= click.y < self._h):
+            raise InvalidAction(f"click {click} lies outside the {self._w}x{self._h} image")
+        return self._apply(click)
+
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        s = self._require_sample()
+        return render_state(s.image, self._pred.mask, self._clicks)
+
+    # ------------------------------------------------------------------ expert and snapshots
+    def expert_click(self) -> Click | None:
+        """The robot user's next click for the current state (None when no error pixel is left)."""
+        s = self._require_sample()
+        return next_click(s.target, self._pred.mask, clicked_map(self._history, s.target.shape))
+
+    def expert_action(self) -> np.ndarray:
+        """:meth:`expert_click` in the action encoding (finish when no error pixel is left)."""
+        self._require_sample()
+        return encode_click(self.expert_click(), self._w, self._h, self.coord_bins)
+
+    def get_state(self) -> dict[str, Any]:
+        """Exact snapshot of the episode (sample, clicks, prediction, IoU, RNG) for :meth:`set_state`."""
+        self._require_sample()
+        return {
+            "index": self._index, "clicks": list(self._clicks), "history": list(self._history),
+            "pred": self._pred.copy(), "iou": self._iou, "start_iou": self.start_iou, "done": self._done,
+            "box": self._box, "rng": self.np_random.bit_generator.state,
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore a snapshot from :meth:`get_state` (loads the sample's image if another one is current)."""
+        if state["index"] != self._index:
+            self._load(int(state["index"]))
+        self._clicks, self._history = list(state["clicks"]), list(state["history"])
+        self._pred, self._iou, self._done = state["pred"].copy(), state["iou"], state["done"]
+        self.start_iou, self._box = state["start_iou"], state["box"]
+        self.np_random.bit_generator.state = state["rng"]
+
+    # ------------------------------------------------------------------ internals
+    def _apply(self, click: Click | None):
+        if self._done:
+            raise HLMATError("the episode has ended (finish or click budget); call reset()")
+        if click is None:
+            self._done = True
+            return self._obs(), 0.0, True, False, self._info()
+        if self.undo_radius > 0:
+            r2 = self.undo_radius**2
+            self._clicks = [c for c in self._clicks
+                            if c.positive == click.positive or (c.x - click.x) ** 2 + (c.y - click.y) ** 2 > r2]
+        self._clicks.append(click)
+        self._history.append(click)
+        self._pred = self.segmenter.predict(list(self._clicks), self._pred, self._box)
+        old, self._iou = self._iou, self._compute_iou()
+        truncated = len(self._history) >= self.max_clicks
+        self._done = truncated
+        return self._obs(), float(self._iou - old), False, truncated, self._info()
+
+    def _load(self, index: int) -> None:
+        if index == self._index and self._sample is not None:
+            return
+        self._sample = self.dataset[index]
+        self._index = index
+        self._h, self._w = self._sample.target.shape
+        self.segmenter.set_image(self._sample.image)
+        s = self.obs_size
+        self._image_obs = cv2.resize(self._sample.image, (s, s), interpolation=cv2.INTER_AREA)
+        text = "".join(ch if ch in CAPTION_CHARSET else "?" for ch in self._sample.caption)
+        self._caption_obs = text[: self.max_caption_length]
+
+    def _compute_iou(self) -> float:
+        inter, union = intersection_union(self._pred.mask, self._sample.target)
+        return 1.0 if union == 0 else inter / union
+
+    def _obs(self) -> dict[str, Any]:
+        s = self.obs_size
+        m = cv2.resize(self._pred.mask.astype(np.uint8) * 255, (s, s), interpolation=cv2.INTER_NEAREST)
+        return {"image": self._image_obs.copy(), "mask": m[..., None], "caption": self._caption_obs}
+
+    def _info(self) -> dict[str, Any]:
+        s = self._sample
+        return {"iou": float(self._iou), "num_clicks": len(self._history), "sample_id": s.sample_id,
+                "index": int(self._index), "caption": s.caption}
+
+    def _require_sample(self) -> Sample:
+        if self._sample is None:
+            raise HLMATError("call reset() before using the environment")
+        return self._sample

@@ -1,0 +1,103 @@
+"""The segmenter interface (the env's "physics") and the registry of segmenters by name.
+
+A segmenter follows ``SamPredictor``'s shape: a costly :meth:`Segmenter.set_image` once per image, then a
+cheap :meth:`Segmenter.predict` per step that receives *all clicks so far* and the previous
+:class:`Prediction` (mask and segmenter-specific logits). A segmenter never sees the target mask.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from hlmat_env.actions import Click
+from hlmat_env.errors import unknown_name
+
+
+@dataclass
+class Prediction:
+    """Output of a segmenter step.
+
+    Attributes:
+        mask: bool HxW at the image's full resolution.
+        logits: segmenter-specific state fed back at the next step (SAM: 1x256x256 low-res logits), or None.
+        score: the segmenter's own quality estimate, if any.
+    """
+
+    mask: np.ndarray
+    logits: np.ndarray | None = None
+    score: float | None = None
+
+    def copy(self) -> "Prediction":
+        return Prediction(
+            self.mask.copy(), None if self.logits is None else self.logits.copy(), self.score
+        )
+
+
+@runtime_checkable
+class Segmenter(Protocol):
+    """What the env needs from a click-to-mask model."""
+
+    name: str
+
+    def set_image(self, image: np.ndarray) -> None:
+        """Prepare for a new image: uint8 HxWx3 RGB. Per-image precomputation belongs here."""
+
+    def predict(
+        self,
+        clicks: Sequence[Click],
+        prev: Prediction | None = None,
+        box: Sequence[int] | None = None,
+    ) -> Prediction:
+        """Mask for all ``clicks`` so far (pixel coordinates of the image given to :meth:`set_image`).
+
+        Args:
+            clicks: every click of the episode so far, oldest first.
+            prev: the previous step's prediction (or the start state's), or None.
+            box: optional ``[x, y, w, h]`` box prompt (box start state), for segmenters that use one.
+        """
+
+
+def predict_batch(
+    segmenter: Segmenter, click_lists: Sequence[Sequence[Click]], prev: Prediction | None = None
+) -> list[Prediction]:
+    """Predict several candidate click lists from the same previous state (tree search).
+
+    Uses the segmenter's own ``predict_batch`` when it has one (SAM decodes a batch in one call).
+    """
+    own = getattr(segmenter, "predict_batch", None)
+    if own is not None:
+        return own(click_lists, prev)
+    return [segmenter.predict(c, prev) for c in click_lists]
+
+
+SEGMENTERS: dict[str, Callable[..., Segmenter]] = {}
+
+
+def register_segmenter(name: str, factory: Callable[..., Segmenter]) -> None:
+    """Make ``make_segmenter(name, **kwargs)`` call ``factory(**kwargs)``."""
+    SEGMENTERS[name] = factory
+
+
+def make_segmenter(spec: str | Segmenter = "default", **kwargs: Any) -> Segmenter:
+    """Build a segmenter from a name or pass a segmenter object through.
+
+    Names: ``"default"`` (the weight-free segmenter, also under its own name), ``"sam"``, ``"auto"`` (SAM when
+    a checkpoint is given by ``sam_checkpoint=`` or ``$HLMAT_SAM_CHECKPOINT``, else the default), and any name
+    added with :func:`register_segmenter`. Keyword arguments that the chosen factory does not take are
+    rejected by the factory itself.
+    """
+    if not isinstance(spec, str):
+        if not isinstance(spec, Segmenter):
+            raise TypeError(f"segmenter must be a name or an object with set_image/predict, got {spec!r}")
+        return spec
+    if spec not in SEGMENTERS:
+        raise unknown_name("segmenter", spec, SEGMENTERS)
+    return SEGMENTERS[spec](**kwargs)
+
+
+def sam_checkpoint_from_env() -> str | None:
+    """The SAM checkpoint configured by ``$HLMAT_SAM_CHECKPOINT`` (None when unset or empty)."""
+    return os.environ.get("HLMAT_SAM_CHECKPOINT") or None

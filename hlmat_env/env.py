@@ -61,8 +61,8 @@ class HLMATEnv(gym.Env):
     refinement). The sample is ``options["index"]`` or drawn from ``np_random``.
 
     ## Info
-    ``iou`` (float), ``num_clicks`` (int), ``sample_id`` (str), ``index`` (int), ``caption`` (raw str); reset
-    and step return the same keys.
+    ``iou`` (float), ``intersection`` and ``union`` (pixel counts behind the IoU, for cIoU), ``num_clicks``
+    (int), ``sample_id`` (str), ``index`` (int), ``caption`` (raw str); reset and step return the same keys.
 
     ## Arguments
     ``dataset`` spec or object (``"synthetic"``, ``"synthetic:val"``, ``"folder:PATH"``...), ``segmenter`` name
@@ -221,7 +221,7 @@ class HLMATEnv(gym.Env):
         self._require_sample()
         return {
             "index": self._index, "clicks": list(self._clicks), "history": list(self._history),
-            "pred": self._pred.copy(), "iou": self._iou, "start_iou": self.start_iou, "done": self._done,
+            "pred": self._pred.copy(), "start_iou": self.start_iou, "done": self._done,
             "box": self._box, "rng": self.np_random.bit_generator.state,
         }
 
@@ -230,7 +230,8 @@ class HLMATEnv(gym.Env):
         if state["index"] != self._index:
             self._load(int(state["index"]))
         self._clicks, self._history = list(state["clicks"]), list(state["history"])
-        self._pred, self._iou, self._done = state["pred"].copy(), state["iou"], state["done"]
+        self._pred, self._done = state["pred"].copy(), state["done"]
+        self._iou = self._compute_iou()
         self.start_iou, self._box = state["start_iou"], state["box"]
         self.np_random.bit_generator.state = state["rng"]
 
@@ -266,8 +267,8 @@ class HLMATEnv(gym.Env):
         self._caption_obs = text[: self.max_caption_length]
 
     def _compute_iou(self) -> float:
-        inter, union = intersection_union(self._pred.mask, self._sample.target)
-        return 1.0 if union == 0 else inter / union
+        self._inter, self._union = intersection_union(self._pred.mask, self._sample.target)
+        return 1.0 if self._union == 0 else self._inter / self._union
 
     def _obs(self) -> dict[str, Any]:
         s = self.obs_size
@@ -276,7 +277,7 @@ class HLMATEnv(gym.Env):
 
     def _info(self) -> dict[str, Any]:
         s = self._sample
-        return {"iou": float(self._iou), "num_clicks": len(self._history), "sample_id": s.sample_id,
+        return {"iou": float(self._iou), "intersection": self._inter, "union": self._union, "num_clicks": len(self._history), "sample_id": s.sample_id,
                 "index": int(self._index), "caption": s.caption}
 
     def _require_sample(self) -> Sample:

@@ -39,7 +39,7 @@ def test_spaces_and_observation(disc_segmenter):
     assert obs["image"].shape == (64, 64, 3) and obs["image"].dtype == np.uint8
     assert obs["mask"].shape == (64, 64, 1) and set(np.unique(obs["mask"])) <= {0, 255}
     assert isinstance(obs["caption"], str) and obs["caption"] and obs in env.observation_space
-    assert set(info) == {"iou", "num_clicks", "sample_id", "index", "caption"}
+    assert set(info) == {"iou", "intersection", "union", "num_clicks", "sample_id", "index", "caption"}
     obs2, r, term, trunc, info2 = env.step(env.unwrapped.expert_action())
     assert set(info2) == set(info) and type(r) is float and not term
     assert obs2["mask"].max() == 255  # the first expert click is positive and paints a disc

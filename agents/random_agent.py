@@ -1,0 +1,38 @@
+"""A random baseline: uniform click positions with a sensible sign."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from agents.base import Agent, Decision, register_agent
+from hlmat_env.actions import Click, encode_click
+
+
+class RandomAgent(Agent):
+    """Clicks at a uniformly random pixel; the sign is *sensible*: positive where the current mask is empty,
+    negative where it is set (only the current mask is read, never the target). It never finishes early.
+
+    Args:
+        seed: seed of its own generator (the benchmark passes one per episode for reproducibility).
+    """
+
+    name = "random"
+
+    def __init__(self, seed: int | None = 0):
+        self.rng = np.random.default_rng(seed)
+
+    def _draw(self, env: Any, rng: np.random.Generator) -> Decision:
+        h, w = env.mask.shape
+        x, y = int(rng.integers(w)), int(rng.integers(h))
+        click = Click(x, y, positive=not bool(env.mask[y, x]))
+        return Decision(encode_click(click, w, h, env.coord_bins))
+
+    def act(self, obs: dict, env: Any) -> Decision:
+        return self._draw(env, self.rng)
+
+    def sample(self, obs: dict, env: Any, k: int, rng: np.random.Generator) -> list[Decision]:
+        return [self._draw(env, rng) for _ in range(k)]
+
+
+register_agent("random", lambda arg=None, **kw: RandomAgent(**kw))

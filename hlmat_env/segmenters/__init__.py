@@ -7,5 +7,9 @@ from hlmat_env.segmenters.base import (
     predict_batch,
     register_segmenter,
 )
+from hlmat_env.segmenters.sam import SamSegmenter, make_auto_segmenter  # imports torch lazily
+
+register_segmenter("sam", SamSegmenter)
+register_segmenter("auto", make_auto_segmenter)
 
 __all__ = ["SEGMENTERS", "Prediction", "Segmenter", "make_segmenter", "predict_batch", "register_segmenter"]

@@ -1,0 +1,304 @@
+"""Segment Anything (SAM) as the env's click-to-mask model, following SegAgent's recipe, with cached embeddings.
+
+Recipe, per step (the same as a ``SamPredictor`` loop, which the tests check mask for mask):
+
+- **Prompts**: every click so far as a point prompt, ``(x, y)`` pixel order, label 1 positive / 0 negative;
+  a box start state adds the box prompt (``box`` is ``[x, y, w, h]``, passed to SAM as ``[x, y, x+w, y+h]``).
+- **Mask input**: the previous prediction's low-res logits (``1 x 256 x 256`` for the official models) as
+  ``mask_input``. A previous prediction that has a mask but no SAM logits (e.g. a degraded start mask) is
+  turned into logits of +/-:data:`MASK_PRIOR_LOGIT` at SAM's low resolution.
+- **Multimask rule**: with exactly one click and no box the prompt is ambiguous, so SAM returns 3 masks
+  (``multimask_output=True``) and the one with the highest predicted IoU is kept; in every other case
+  (2+ clicks, or any box) a single mask is decoded (``multimask_output=False``), as in RITM/SegAgent-style
+  SAM evaluation.
+- **Threshold**: logits > ``model.mask_threshold`` (0.0). ``Prediction.logits`` holds the chosen low-res
+  logits (float32 ``1 x 256 x 256``), ``Prediction.score`` SAM's predicted IoU.
+
+Speed:
+
+- The image embedding is computed once per (image, model) and reused for every step and episode on that
+  image through :class:`~hlmat_env.segmenters.embedding_cache.EmbeddingCache` (in memory, LRU; optionally
+  on disk with ``sam_cache_dir=``).
+- :meth:`SamSegmenter.predict_batch` decodes many candidate click lists with one prompt-encoder and one
+  mask-decoder call. Lists are grouped by length and each group is one call: padding shorter lists with
+  ``label=-1`` points would add "not a point" tokens that change SAM's attention and so its masks, and the
+  multimask rule depends on the click count. Tree search (K candidates = the same clicks + one new click)
+  is therefore always a single call, and results equal sequential :meth:`~SamSegmenter.predict` calls.
+- ``sam_low_res=True`` skips SAM's full ``postprocess_masks`` (two bilinear resizes through a 1024x1024
+  float map) and resamples the 256x256 logits straight to ``H x W`` with one bilinear ``cv2.warpAffine``
+  that uses the same pixel-centre mapping. The mask is still full resolution ``H x W``; it differs from the
+  exact one only along boundaries (``hlmat bench-sam`` measures the IoU and the time saved).
+
+``segment_anything`` and ``torch`` are imported on first use, so ``import hlmat_env`` stays light.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import cv2
+import numpy as np
+
+from hlmat_env.actions import Click
+from hlmat_env.errors import CheckpointError
+from hlmat_env.segmenters.base import Prediction, make_segmenter, sam_checkpoint_from_env
+from hlmat_env.segmenters.embedding_cache import EmbeddingCache, image_key
+from hlmat_env.segmenters.sam_checkpoint import ModelType, checkpoint_identity, load_sam
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from segment_anything.modeling import Sam
+
+logger = logging.getLogger(__name__)
+
+MASK_PRIOR_LOGIT = 10.0
+"""Magnitude of the logits made from a mask that has no SAM logits (sigmoid(10) ~ 0.99995)."""
+
+SAM_ONLY_KWARGS = (
+    "sam_checkpoint", "sam_model_type", "sam_model", "sam_cache_dir", "sam_cache_size", "sam_low_res",
+    "embedding_cache", "device",
+)
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class SamSegmenter:
+    """SAM behind the :class:`~hlmat_env.segmenters.base.Segmenter` interface.
+
+    Args:
+        sam_checkpoint: path of a SAM checkpoint; defaults to ``$HLMAT_SAM_CHECKPOINT``.
+        sam_model_type: ``"vit_b"``, ``"vit_l"``, ``"vit_h"``, a builder ``f(checkpoint=None) -> Sam`` for a
+            custom architecture, or None (default) to read the type off the checkpoint's tensor shapes.
+        sam_model: an already built ``Sam`` module used as is instead of a checkpoint (benchmarks, tests).
+            Its embeddings are cached in memory only, keyed by the object's identity.
+        device: torch device, default ``"cuda"`` when available else ``"cpu"``.
+        sam_cache_dir: optional folder for on-disk embeddings (needs a checkpoint file, whose path, size and
+            modification time are part of the key).
+        sam_cache_size: how many image embeddings to keep in memory (4 MiB each).
+        sam_low_res: resample the low-res logits to full size with one cv2 bilinear warp instead of SAM's
+            ``postprocess_masks`` (faster, boundary pixels may differ).
+        embedding_cache: an :class:`EmbeddingCache` to share between segmenters (overrides the two
+            ``sam_cache_*`` options).
+
+    Raises:
+        CheckpointError: no checkpoint configured, file missing, or file and model type do not match.
+    """
+
+    name = "sam"
+
+    def __init__(
+        self,
+        sam_checkpoint: str | os.PathLike | None = None,
+        sam_model_type: ModelType = None,
+        sam_model: "Sam | None" = None,
+        device: str | None = None,
+        sam_cache_dir: str | os.PathLike | None = None,
+        sam_cache_size: int = 32,
+        sam_low_res: bool = False,
+        embedding_cache: EmbeddingCache | None = None,
+    ):
+        from segment_anything.utils.transforms import ResizeLongestSide
+
+        self.device = device or _default_device()
+        if sam_model is not None:
+            if sam_cache_dir is not None:
+                raise ValueError("sam_cache_dir needs sam_checkpoint (its identity keys the disk cache), not sam_model")
+            self.model = sam_model.to(self.device).eval()
+            self.model_id = f"module-{id(sam_model):x}"
+        else:
+            sam_checkpoint = sam_checkpoint or sam_checkpoint_from_env()
+            if sam_checkpoint is None:
+                raise CheckpointError(
+                    "segmenter 'sam' needs a checkpoint: pass sam_checkpoint=PATH or set $HLMAT_SAM_CHECKPOINT "
+                    "(or use segmenter='auto' to fall back to the weight-free default)"
+                )
+            self.model, type_name = load_sam(sam_checkpoint, sam_model_type, self.device)
+            self.model_id = f"{type_name}-{checkpoint_identity(Path(sam_checkpoint).expanduser())}"
+        self.low_res = bool(sam_low_res)
+        self.cache = embedding_cache or EmbeddingCache(sam_cache_size, sam_cache_dir)
+        self.transform = ResizeLongestSide(self.model.image_encoder.img_size)
+        self._features: "torch.Tensor | None" = None
+        self._original_size: tuple[int, int] | None = None
+        self._input_size: tuple[int, int] | None = None
+
+    # ------------------------------------------------------------------ image
+    def set_image(self, image: np.ndarray) -> None:
+        """Embed ``image`` (uint8 HxWx3 RGB), or take its embedding from the cache."""
+        import torch
+
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"SAM needs a uint8 HxWx3 RGB image, got {image.dtype} {image.shape}")
+        key = image_key(image, self.model_id)
+        features = self.cache.get(key)
+        if features is None:
+            features = self._embed(image)
+            self.cache.put(key, features)
+        self._features = torch.from_numpy(features).to(self.device)
+        h, w = image.shape[:2]
+        self._original_size = (h, w)
+        self._input_size = self.transform.get_preprocess_shape(h, w, self.transform.target_length)
+
+    def _embed(self, image: np.ndarray) -> np.ndarray:
+        """Image encoder output, float32 ``1 x C x h x w`` (SAM: ``1 x 256 x 64 x 64``), as SamPredictor does."""
+        import torch
+
+        if self.model.image_format != "RGB":
+            image = image[..., ::-1]
+        x = torch.as_tensor(self.transform.apply_image(image), device=self.device)
+        x = x.permute(2, 0, 1).contiguous()[None]
+        with torch.inference_mode():
+            features = self.model.image_encoder(self.model.preprocess(x))
+        return features.float().cpu().numpy()
+
+    # ------------------------------------------------------------------ prompts
+    def predict(
+        self, clicks: Sequence[Click], prev: Prediction | None = None, box: Sequence[int] | None = None
+    ) -> Prediction:
+        """SAM's mask for all ``clicks`` so far (see the module docstring for the recipe).
+
+        Args:
+            clicks: every click of the episode, oldest first, in pixels of the image given to ``set_image``.
+            prev: the previous prediction; its ``logits`` (or, failing that, its ``mask``) is the mask input.
+            box: optional ``[x, y, w, h]`` box prompt in pixels.
+
+        Returns:
+            :class:`Prediction` with ``mask`` bool HxW, ``logits`` float32 ``1 x 256 x 256``, ``score`` SAM's
+            predicted IoU. With no click and no box there is no prompt: ``prev`` (or an empty mask) is returned.
+        """
+        return self.predict_batch([clicks], prev, box)[0]
+
+    def predict_batch(
+        self,
+        click_lists: Sequence[Sequence[Click]],
+        prev: Prediction | None = None,
+        box: Sequence[int] | None = None,
+    ) -> list[Prediction]:
+        """Predictions for several candidate click lists from the same ``prev`` (tree search).
+
+        Lists of equal length are decoded together in one prompt-encoder + mask-decoder call; the results
+        equal those of :meth:`predict` on each list.
+        """
+        self._require_image()
+        out: list[Prediction | None] = [None] * len(click_lists)
+        groups: dict[int, list[int]] = {}
+        for i, clicks in enumerate(click_lists):
+            groups.setdefault(len(clicks), []).append(i)
+        mask_input = self._mask_input(prev)
+        for n, indices in groups.items():
+            if n == 0 and box is None:
+                empty = prev.copy() if prev is not None else Prediction(np.zeros(self._original_size, bool))
+                for i in indices:
+                    out[i] = empty.copy()
+                continue
+            preds = self._decode([click_lists[i] for i in indices], mask_input, box)
+            for i, p in zip(indices, preds):
+                out[i] = p
+        return out  # type: ignore[return-value]
+
+    def _require_image(self) -> None:
+        if self._features is None:
+            raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
+
+    def _decode(
+        self, click_lists: list[Sequence[Click]], mask_input: np.ndarray | None, box: Sequence[int] | None
+    ) -> list[Prediction]:
+        """One prompt-encoder + mask-decoder call for ``B`` click lists of equal length ``N``."""
+        import torch
+
+        model, dev, b = self.model, self.device, len(click_lists)
+        n = len(click_lists[0])
+        points = None
+        if n:
+            coords = np.array([[[c.x, c.y] for c in clicks] for clicks in click_lists], dtype=np.float64)
+            labels = np.array([[int(c.positive) for c in clicks] for clicks in click_lists], dtype=np.int64)
+            coords = self.transform.apply_coords(coords, self._original_size)
+            points = (
+                torch.as_tensor(coords, dtype=torch.float, device=dev),
+                torch.as_tensor(labels, dtype=torch.int, device=dev),
+            )
+        boxes = None
+        if box is not None:
+            x, y, w, h = (float(v) for v in box)
+            xyxy = self.transform.apply_boxes(np.array([[x, y, x + w, y + h]]), self._original_size)
+            boxes = torch.as_tensor(xyxy, dtype=torch.float, device=dev).expand(b, 4)
+        masks = None
+        if mask_input is not None:
+            masks = torch.as_tensor(mask_input, dtype=torch.float, device=dev)[None].expand(b, -1, -1, -1)
+        multimask = n == 1 and box is None
+        with torch.inference_mode():
+            sparse, dense = model.prompt_encoder(points=points, boxes=boxes, masks=masks)
+            low_res, iou = model.mask_decoder(
+                image_embeddings=self._features,
+                image_pe=model.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=multimask,
+            )
+            best = iou.argmax(dim=1)
+            rows = torch.arange(b, device=low_res.device)
+            low_res, scores = low_res[rows, best][:, None], iou[rows, best]
+            if self.low_res:
+                logits = low_res.float().cpu().numpy()
+                full = [self._upsample_cv2(lg[0]) for lg in logits]
+            else:
+                up = model.postprocess_masks(low_res, self._input_size, self._original_size)
+                full = list((up > model.mask_threshold)[:, 0].cpu().numpy())
+                logits = low_res.float().cpu().numpy()
+        scores = scores.float().cpu().numpy()
+        return [Prediction(full[i], logits[i], float(scores[i])) for i in range(b)]
+
+    # ------------------------------------------------------------------ resolution changes
+    def _low_res_scale(self) -> tuple[float, float]:
+        """Low-res pixels per original pixel along (x, y): original -> resized input -> low-res logits."""
+        low = self.model.prompt_encoder.mask_input_size[0]
+        img = self.transform.target_length
+        (h, w), (ih, iw) = self._original_size, self._input_size
+        return iw / w * low / img, ih / h * low / img
+
+    def _upsample_cv2(self, logits: np.ndarray) -> np.ndarray:
+        """bool HxW mask from low-res logits (LxL float32) with one bilinear warp (pixel centres aligned)."""
+        sx, sy = self._low_res_scale()
+        h, w = self._original_size
+        m = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5]])
+        up = cv2.warpAffine(
+            logits, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
+        )
+        return up > self.model.mask_threshold
+
+    def _mask_input(self, prev: Prediction | None) -> np.ndarray | None:
+        """``1 x L x L`` float32 mask input from ``prev``: its SAM logits, else logits made from its mask."""
+        if prev is None:
+            return None
+        low = tuple(self.model.prompt_encoder.mask_input_size)
+        if prev.logits is not None and tuple(np.shape(prev.logits)) == (1, *low):
+            return np.asarray(prev.logits, dtype=np.float32)
+        if prev.mask is None or not np.any(prev.mask):
+            return None
+        (ih, iw), size = self._input_size, self.transform.target_length
+        padded = np.zeros((size, size), np.float32)
+        padded[:ih, :iw] = cv2.resize(prev.mask.astype(np.float32), (iw, ih), interpolation=cv2.INTER_LINEAR)
+        small = cv2.resize(padded, (low[1], low[0]), interpolation=cv2.INTER_AREA)
+        return ((small > 0.5).astype(np.float32) * 2 - 1)[None] * MASK_PRIOR_LOGIT
+
+
+def make_auto_segmenter(**kwargs: Any):
+    """``"auto"``: SAM when a checkpoint is configured (``sam_checkpoint=`` or ``$HLMAT_SAM_CHECKPOINT``) or a
+    ``sam_model`` is given, else the default weight-free segmenter (SAM-only options are then dropped)."""
+    checkpoint = kwargs.get("sam_checkpoint") or sam_checkpoint_from_env()
+    if checkpoint is not None or kwargs.get("sam_model") is not None:
+        logger.info("segmenter 'auto': using SAM (checkpoint %s)", checkpoint or "<given module>")
+        return SamSegmenter(**{**kwargs, "sam_checkpoint": checkpoint})
+    dropped = sorted(k for k in kwargs if k in SAM_ONLY_KWARGS and kwargs[k] is not None)
+    if dropped:
+        logger.warning("segmenter 'auto': no SAM checkpoint configured, ignoring SAM options %s", dropped)
+    logger.info(
+        "segmenter 'auto': no SAM checkpoint (sam_checkpoint= or $HLMAT_SAM_CHECKPOINT), using 'default'"
+    )
+    return make_segmenter("default", **{k: v for k, v in kwargs.items() if k not in SAM_ONLY_KWARGS})

@@ -11,6 +11,7 @@ import sys
 # subcommand -> module under agents.commands
 COMMANDS: dict[str, str] = {
     "demo": "demo",
+    "benchmark": "benchmark",
 }
 
 

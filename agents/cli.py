@@ -12,6 +12,7 @@ import sys
 COMMANDS: dict[str, str] = {
     "demo": "demo",
     "benchmark": "benchmark",
+    "bench-sam": "bench_sam",
 }
 
 

@@ -109,18 +109,20 @@ def load_sam(checkpoint: str | Path, model_type: ModelType = None, device: str =
             )
         model_type = guess
     builder, type_name = _builder(model_type)
+    official = "vit_h" if type_name == "default" else type_name
+    if guess is not None and guess != official:
+        hint = f"; it looks like {guess!r} ({described}): pass sam_model_type={guess!r}"
+    elif guess is None:
+        hint = f" ({described}, none of the official types {sorted(OFFICIAL_WIDTHS.values())})"
+    else:
+        hint = f" ({described})"
+    mismatch = f"SAM checkpoint {path} does not match sam_model_type {type_name!r}{hint}"
+    if official in OFFICIAL_WIDTHS.values() and guess != official:  # fail before building a large model
+        raise CheckpointError(mismatch)
     model = builder(checkpoint=None)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        if guess is not None and guess != type_name:
-            hint = f"; it looks like {guess!r} ({described}): pass sam_model_type={guess!r}"
-        elif guess is None:
-            hint = f" ({described}, none of the official types {sorted(OFFICIAL_WIDTHS.values())})"
-        else:
-            hint = f" ({described})"
         first = str(e).strip().splitlines()[0]
-        raise CheckpointError(
-            f"SAM checkpoint {path} does not match sam_model_type {type_name!r}{hint}. torch said: {first}"
-        ) from e
+        raise CheckpointError(f"{mismatch}. torch says: {first}") from e
     return model.to(device).eval(), type_name

@@ -1,0 +1,189 @@
+"""Wrappers that make ``HLMATEnv`` ready for Stable-Baselines3 (and other array-only RL libraries).
+
+* :class:`CoarseClicks` - a ``Discrete`` action over a ``grid x grid`` click grid (positive or negative per
+  cell, optionally finish) mapped to the env's coordinate bins;
+* :class:`EncodeCaption` - the caption as a fixed-length multi-hot vector (words of the target phrase, words of
+  the anchor phrase after a spatial relation, the relation); :class:`DropCaption` removes it;
+* :class:`StackImageMask` - image, current mask and (optionally) click maps stacked as channels, downscaled.
+
+:func:`sb3_wrap` applies all three. Every wrapper reads only the public, non-privileged views of the env.
+
+>>> import gymnasium as gym, hlmat_env
+>>> env = sb3_wrap(gym.make("HLMATEnv-v0", dataset="synthetic:val"), size=32, grid=8)  # doctest: +SKIP
+>>> env.action_space, env.observation_space["image"].shape  # doctest: +SKIP
+(Discrete(128), (6, 32, 32))
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import cv2
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from hlmat_env.actions import ActionKind, Click, encode_click
+from hlmat_env.datasets.synthetic import COLOURS, SHAPES, SIZES, TEXTURES
+
+RELATIONS = ("left of", "right of", "above", "below")
+VOCABULARY = tuple(COLOURS) + SHAPES + tuple(SIZES) + TEXTURES
+
+
+class CoarseClicks(gym.ActionWrapper):
+    """``Discrete(2 * grid**2 [+ 1])`` actions: ``a < grid**2`` a positive click in cell ``a``, the next
+    ``grid**2`` negative clicks, and (when ``finish``) the last action finishes. Cell ``c`` is row
+    ``c // grid``, column ``c % grid`` of a grid over the full-resolution image; the click goes to the cell's
+    centre pixel.
+
+    >>> cell_click(0, 4, 100, 50), cell_click(4 * 4 + 5, 4, 100, 50)
+    (Click(x=12, y=6, positive=True), Click(x=37, y=18, positive=False))
+    """
+
+    def __init__(self, env: gym.Env, grid: int = 16, finish: bool = True):
+        super().__init__(env)
+        if not isinstance(grid, (int, np.integer)) or grid < 1:
+            raise ValueError(f"grid must be an integer >= 1, got {grid!r}")
+        self.grid, self.finish = int(grid), bool(finish)
+        self.action_space = spaces.Discrete(2 * self.grid**2 + int(self.finish))
+
+    def action(self, action: Any) -> np.ndarray:
+        a = int(np.asarray(action).reshape(()))
+        if not 0 <= a < self.action_space.n:
+            raise ValueError(f"action must lie in [0, {self.action_space.n}), got {action!r}")
+        u = self.env.unwrapped
+        h, w = u.mask.shape
+        click = None if a == 2 * self.grid**2 else cell_click(a, self.grid, w, h)
+        return encode_click(click, w, h, u.coord_bins)
+
+    def encode(self, click: Click | None, width: int, height: int) -> int:
+        """The action of the cell holding ``click`` (pixel coordinates); ``None`` is finish."""
+        return click_to_cell(click, self.grid, width, height, self.finish)
+
+
+def cell_click(a: int, grid: int, width: int, height: int) -> Click:
+    """The click of grid action ``a < 2 * grid**2`` on a ``width x height`` image (the cell's centre)."""
+    cell, positive = a % grid**2, a < grid**2
+    row, col = divmod(cell, grid)
+    return Click(min(width - 1, int((col + 0.5) * width / grid)), min(height - 1, int((row + 0.5) * height / grid)),
+                 positive)
+
+
+def click_to_cell(click: Click | None, grid: int, width: int, height: int, finish: bool = True) -> int:
+    """Inverse of :func:`cell_click`: the grid action whose cell contains ``click`` (finish for ``None``).
+
+    >>> click_to_cell(Click(37, 18, False), 4, 100, 50)
+    21
+    """
+    if click is None:
+        if not finish:
+            raise ValueError("finish is not an action of this grid (finish=False)")
+        return 2 * grid**2
+    col, row = min(grid - 1, click.x * grid // width), min(grid - 1, click.y * grid // height)
+    return row * grid + col + (0 if click.positive else grid**2)
+
+
+class EncodeCaption(gym.ObservationWrapper):
+    """Replace the caption text by a float32 multi-hot vector of length ``2 * len(vocabulary) + len(relations)``:
+    words of the target phrase (before the first relation), words of the anchor phrase (after it), and the
+    relation one-hot. Unknown words are ignored; matching is case-insensitive. The defaults cover the
+    synthetic dataset's descriptions ("the small red disc left of the blue square").
+
+    >>> encode_caption("the red disc left of the blue bar", ("red", "blue", "disc", "bar"), ("left of",))
+    array([1., 0., 1., 0., 0., 1., 0., 1., 1.], dtype=float32)
+    """
+
+    def __init__(self, env: gym.Env, vocabulary: Sequence[str] = VOCABULARY, relations: Sequence[str] = RELATIONS):
+        super().__init__(env)
+        self.vocabulary, self.relations = tuple(vocabulary), tuple(relations)
+        n = 2 * len(self.vocabulary) + len(self.relations)
+        self.observation_space = spaces.Dict({**self.env.observation_space.spaces,
+                                              "caption": spaces.Box(0.0, 1.0, (n,), np.float32)})
+
+    def observation(self, observation: dict) -> dict:
+        return {**observation, "caption": encode_caption(observation["caption"], self.vocabulary, self.relations)}
+
+
+def encode_caption(text: str, vocabulary: Sequence[str] = VOCABULARY,
+                   relations: Sequence[str] = RELATIONS) -> np.ndarray:
+    """The multi-hot code of :class:`EncodeCaption`, float32 ``(2 * len(vocabulary) + len(relations),)``."""
+    v = len(vocabulary)
+    out = np.zeros(2 * v + len(relations), np.float32)
+    text = " " + " ".join(text.lower().split()) + " "
+    head, tail = text, ""
+    found = [(text.find(f" {r} "), i, r) for i, r in enumerate(relations) if f" {r} " in text]
+    if found:
+        pos, i, r = min(found)
+        head, tail = text[:pos], text[pos + len(r) + 1:]
+        out[2 * v + i] = 1.0
+    index = {w: i for i, w in enumerate(vocabulary)}
+    for offset, part in ((0, head), (v, tail)):
+        for word in part.split():
+            if word in index:
+                out[offset + index[word]] = 1.0
+    return out
+
+
+class DropCaption(gym.ObservationWrapper):
+    """Remove the caption from the observation (for policies that ignore it)."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.observation_space = spaces.Dict({k: s for k, s in self.env.observation_space.spaces.items()
+                                              if k != "caption"})
+
+    def observation(self, observation: dict) -> dict:
+        return {k: v for k, v in observation.items() if k != "caption"}
+
+
+class StackImageMask(gym.ObservationWrapper):
+    """Replace ``image`` and ``mask`` by one channels-first uint8 ``(C, size, size)`` array ``"image"``: RGB,
+    the current mask (0/255) and, when ``clicks``, a map of positive and a map of negative clicks (255 at the
+    clicked pixels, scaled to ``size``), so ``C`` is 4 or 6. Other keys pass through.
+    """
+
+    def __init__(self, env: gym.Env, size: int = 64, clicks: bool = True):
+        super().__init__(env)
+        if not isinstance(size, (int, np.integer)) or size < 8:
+            raise ValueError(f"size must be an integer >= 8, got {size!r}")
+        self.size, self.clicks = int(size), bool(clicks)
+        c = 6 if self.clicks else 4
+        rest = {k: s for k, s in self.env.observation_space.spaces.items() if k not in ("image", "mask")}
+        self.observation_space = spaces.Dict({"image": spaces.Box(0, 255, (c, self.size, self.size), np.uint8),
+                                              **rest})
+
+    def observation(self, observation: dict) -> dict:
+        u = self.env.unwrapped
+        clicks = u.clicks if self.clicks else None
+        stacked = stack_image_mask(observation["image"], observation["mask"], self.size, clicks, u.mask.shape)
+        rest = {k: v for k, v in observation.items() if k not in ("image", "mask")}
+        return {"image": stacked, **rest}
+
+
+def stack_image_mask(image: np.ndarray, mask: np.ndarray, size: int, clicks: Sequence[Click] | None = None,
+                     full_shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Stack an RGB image (uint8 HxWx3) and a mask (uint8 HxW or HxWx1, 0/255) into uint8 ``(C, size, size)``;
+    with ``clicks`` (pixel coordinates on an image of ``full_shape = (H, W)``) two click maps are added."""
+    img = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    m = cv2.resize(np.ascontiguousarray(mask.reshape(mask.shape[:2])), (size, size),
+                   interpolation=cv2.INTER_NEAREST)
+    planes = [img[..., 0], img[..., 1], img[..., 2], m]
+    if clicks is not None:
+        if full_shape is None:
+            raise ValueError("full_shape (H, W) is needed to place the clicks")
+        h, w = full_shape
+        maps = np.zeros((2, size, size), np.uint8)
+        for c in clicks:
+            maps[0 if c.positive else 1, min(size - 1, c.y * size // h), min(size - 1, c.x * size // w)] = 255
+        planes += [maps[0], maps[1]]
+    return np.ascontiguousarray(np.stack(planes))
+
+
+def sb3_wrap(env: gym.Env, size: int = 64, grid: int = 16, finish: bool = False, clicks: bool = True,
+             caption: bool = True) -> gym.Env:
+    """The SB3-ready stack: :class:`CoarseClicks`, then :class:`EncodeCaption` (or :class:`DropCaption` when
+    ``caption`` is False), then :class:`StackImageMask`. Observation ``Dict(image=uint8 (C, size, size)[,
+    caption=float32 (D,)])``, action ``Discrete(2 * grid**2 [+ 1])``."""
+    env = CoarseClicks(env, grid=grid, finish=finish)
+    env = EncodeCaption(env) if caption else DropCaption(env)
+    return StackImageMask(env, size=size, clicks=clicks)
+

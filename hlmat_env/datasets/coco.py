@@ -1,0 +1,275 @@
+"""Real annotation formats: COCO instances JSON, RefCOCO/+/g in the ``refer`` layout, SegAgent trajectory JSON.
+
+Specs (an ``?images=DIR`` suffix overrides where images are looked up; ``&crowd=1`` keeps COCO crowd regions):
+
+* ``coco:ANNFILE[?images=DIR]`` -- one sample per non-crowd annotation (polygons, compressed or uncompressed
+  RLE), caption = category name. Images default to the COCO layout ``ROOT/annotations/instances_val2017.json``
+  -> ``ROOT/val2017/``, else the annotation file's folder.
+* ``refcoco:ROOT[,DATASET[,SPLITBY[,SPLIT]]][?images=DIR]`` -- the ``refer`` layout: ``ROOT/DATASET/refs(SPLITBY).p``
+  and ``ROOT/DATASET/instances.json``, images in ``ROOT/images/mscoco/images/train2014``. DATASET is
+  ``refcoco`` (default), ``refcoco+`` or ``refcocog``; SPLITBY defaults to ``unc`` (``umd`` for refcocog);
+  SPLIT defaults to ``train`` (``val``, ``testA``, ``testB``, ``test``, or ``all``). Each referring sentence
+  is one sample with that sentence as caption.
+* ``segagent:FILE[?images=DIR]`` -- SegAgent's trajectory JSON used as a dataset: one sample per record and
+  caption, target = ``gt_ann.segmentation``. Images relative to DIR (default: the file's folder); an integer
+  ``image_name`` is a COCO train2014 id, a name without extension gets ``.jpg`` (as SegAgent's tools do).
+
+Targets have no ignore label here: 1 object, 0 background.
+"""
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from hlmat_env.datasets.base import Dataset, Sample, read_image, register_dataset
+from hlmat_env.errors import DatasetError
+from hlmat_env.masks import decode_rle, polygons_to_mask
+
+REFER_IMAGES = Path("images/mscoco/images/train2014")
+DEFAULT_SPLITBY = {"refcoco": "unc", "refcoco+": "unc", "refcocog": "umd"}
+
+
+def split_options(arg: str | None, kind: str) -> tuple[str, dict[str, str]]:
+    """``"PATH?images=DIR&crowd=1"`` -> ``("PATH", {"images": "DIR", "crowd": "1"})``."""
+    if not arg:
+        raise DatasetError(f"the {kind} dataset needs a path: see hlmat_env.datasets.coco for the spec")
+    main, _, query = arg.partition("?")
+    opts: dict[str, str] = {}
+    for item in filter(None, query.split("&")):
+        key, eq, value = item.partition("=")
+        if not eq or key not in ("images", "crowd"):
+            raise DatasetError(f"bad option {item!r} in {kind} spec {arg!r}; allowed: images=DIR, crowd=0|1")
+        opts[key] = value
+    return main, opts
+
+
+def segmentation_to_mask(segm: Any, height: int, width: int, where: str) -> np.ndarray:
+    """Bool HxW mask of a COCO ``segmentation`` (polygon list, uncompressed or compressed RLE)."""
+    try:
+        if isinstance(segm, list):
+            polys = [p for p in segm if len(p) >= 6]
+            return polygons_to_mask(polys, height, width) if polys else np.zeros((height, width), bool)
+        if isinstance(segm, dict):
+            if isinstance(segm.get("counts"), list):
+                return mask_utils.decode(mask_utils.frPyObjects(segm, height, width)).astype(bool)
+            return decode_rle(segm)
+    except (TypeError, ValueError, KeyError) as e:
+        raise DatasetError(f"{where}: cannot decode segmentation ({type(e).__name__}: {e})") from e
+    raise DatasetError(f"{where}: segmentation must be a polygon list or an RLE dict, got {type(segm).__name__}")
+
+
+def _load_json(path: Path, what: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError as e:
+        raise DatasetError(f"{what} not found: {path}") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{what} {path} is not valid JSON: {e}") from e
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Loads only plain containers/strings/numbers: a refs pickle needs nothing else, and refusing classes
+    keeps a tampered file from running code."""
+
+    def find_class(self, module: str, name: str):
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a refs file holds only plain data")
+
+
+def load_refs(path: Path) -> list[dict]:
+    """The ``refs(SPLITBY).p`` list of the ``refer`` API (Python 2 or 3 pickles)."""
+    try:
+        with open(path, "rb") as f:
+            refs = _PlainUnpickler(f, encoding="latin1").load()
+    except FileNotFoundError as e:
+        raise DatasetError(f"refs file not found: {path}") from e
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as e:
+        raise DatasetError(f"cannot read refs file {path}: {e}") from e
+    if not isinstance(refs, list):
+        raise DatasetError(f"refs file {path} must hold a list of refs, got {type(refs).__name__}")
+    return refs
+
+
+class _Instances:
+    """Index of a COCO instances JSON: images, annotations and category names by id."""
+
+    def __init__(self, path: Path):
+        doc = _load_json(path, "COCO annotation file")
+        try:
+            self.images = {im["id"]: im for im in doc["images"]}
+            self.anns = {a["id"]: a for a in doc["annotations"]}
+            self.categories = {c["id"]: c["name"] for c in doc.get("categories", [])}
+        except (KeyError, TypeError) as e:
+            raise DatasetError(f"{path} is not a COCO instances file (missing {e})") from e
+        self.path = path
+
+    def load(self, ann_id: int, image_dir: Path, sample_id: str, caption: str, meta: dict) -> Sample:
+        ann = self.anns[ann_id]
+        info = self.images.get(ann["image_id"])
+        if info is None:
+            raise DatasetError(f"{self.path}: annotation {ann_id} refers to unknown image {ann['image_id']}")
+        file = image_dir / info["file_name"]
+        image = read_image(file)
+        h, w = int(info["height"]), int(info["width"])
+        if image.shape[:2] != (h, w):
+            raise DatasetError(f"image {file} has size {image.shape[1]}x{image.shape[0]}, {self.path} says {w}x{h}")
+        mask = segmentation_to_mask(ann["segmentation"], h, w, f"{self.path} annotation {ann_id}")
+        return Sample(image, mask.astype(np.int8), caption, sample_id, str(file), meta)
+
+
+class CocoDataset(Dataset):
+    """COCO instances JSON: one sample per annotation, caption = category name.
+
+    Args:
+        ann_file: ``instances_*.json``.
+        image_dir: image folder (default: see the module docstring).
+        crowd: also keep ``iscrowd`` annotations.
+    """
+
+    def __init__(self, ann_file: str | Path, image_dir: str | Path | None = None, crowd: bool = False):
+        self.inst = _Instances(Path(ann_file))
+        self.image_dir = Path(image_dir) if image_dir else self._default_image_dir(Path(ann_file))
+        self.ann_ids = sorted(a["id"] for a in self.inst.anns.values() if crowd or not a.get("iscrowd", 0))
+        self.name = f"coco:{ann_file}?images={self.image_dir}" + ("&crowd=1" if crowd else "")
+
+    @staticmethod
+    def _default_image_dir(ann_file: Path) -> Path:
+        split = ann_file.stem.split("_", 1)[-1]  # instances_val2017 -> val2017
+        candidate = ann_file.parent.parent / split
+        return candidate if candidate.is_dir() else ann_file.parent
+
+    def __len__(self) -> int:
+        return len(self.ann_ids)
+
+    def sample_id(self, index: int) -> str:
+        return f"coco-{self.ann_ids[index]}"
+
+    def load(self, index: int) -> Sample:
+        ann = self.inst.anns[self.ann_ids[index]]
+        caption = self.inst.categories.get(ann.get("category_id"), "")
+        meta = {"ann_id": ann["id"], "image_id": ann["image_id"], "category_id": ann.get("category_id")}
+        return self.inst.load(ann["id"], self.image_dir, self.sample_id(index), caption, meta)
+
+
+class RefCocoDataset(Dataset):
+    """RefCOCO / RefCOCO+ / RefCOCOg in the ``refer`` layout; one sample per referring sentence.
+
+    Args:
+        root: folder holding ``DATASET/refs(SPLITBY).p`` and ``DATASET/instances.json``.
+        dataset: ``refcoco``, ``refcoco+`` or ``refcocog``.
+        split_by: refs file variant (default per dataset: unc / umd).
+        split: ``train``, ``val``, ``testA``, ``testB``, ``test`` or ``all``.
+        image_dir: default ``ROOT/images/mscoco/images/train2014``.
+    """
+
+    def __init__(self, root: str | Path, dataset: str = "refcoco", split_by: str | None = None,
+                 split: str = "train", image_dir: str | Path | None = None):
+        root = Path(root)
+        split_by = split_by or DEFAULT_SPLITBY.get(dataset, "unc")
+        refs = load_refs(root / dataset / f"refs({split_by}).p")
+        self.inst = _Instances(root / dataset / "instances.json")
+        self.image_dir = Path(image_dir) if image_dir else root / REFER_IMAGES
+        self.prefix = f"{dataset}-{split_by}"
+        self.items: list[tuple[dict, dict]] = []
+        try:
+            for ref in refs:
+                if split == "all" or ref["split"] == split:
+                    self.items.extend((ref, s) for s in ref["sentences"])
+        except (KeyError, TypeError) as e:
+            raise DatasetError(f"refs file of {root / dataset} lacks field {e} (refer layout expected)") from e
+        if not self.items:
+            splits = sorted({str(r.get("split")) for r in refs if isinstance(r, dict)})
+            raise DatasetError(f"no refs with split {split!r} in {root / dataset} (splits present: {splits})")
+        self.name = f"refcoco:{root},{dataset},{split_by},{split}?images={self.image_dir}"
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def sample_id(self, index: int) -> str:
+        ref, sent = self.items[index]
+        return f"{self.prefix}-{ref['ref_id']}-{sent['sent_id']}"
+
+    def load(self, index: int) -> Sample:
+        ref, sent = self.items[index]
+        if ref["ann_id"] not in self.inst.anns:
+            raise DatasetError(f"{self.inst.path}: no annotation {ref['ann_id']} for ref {ref['ref_id']}")
+        meta = {k: ref.get(k) for k in ("ref_id", "ann_id", "image_id", "split", "category_id")}
+        meta["sent_id"] = sent["sent_id"]
+        return self.inst.load(ref["ann_id"], self.image_dir, self.sample_id(index), sent["sent"], meta)
+
+
+class SegAgentDataset(Dataset):
+    """SegAgent's trajectory JSON as a dataset: one sample per (record, caption)."""
+
+    def __init__(self, file: str | Path, image_dir: str | Path | None = None):
+        self.file = Path(file)
+        doc = _load_json(self.file, "SegAgent JSON file")
+        if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
+            raise DatasetError(f"{self.file}: expected an object with a 'data' list (SegAgent's schema)")
+        self.records = doc["data"]
+        self.image_dir = Path(image_dir) if image_dir else self.file.parent
+        self.items: list[tuple[int, str, str]] = []
+        for n, rec in enumerate(self.records):
+            try:
+                ann = rec["gt_ann"]
+                caps = ann.get("caption") or [""]
+                caps = [caps] if isinstance(caps, str) else caps
+                hl = rec.get("hlmat") or {}
+                base = hl.get("sample_id") or f"{rec['image_name']}-{ann.get('object_id', n)}"
+            except (KeyError, TypeError) as e:
+                raise DatasetError(f"{self.file} data[{n}]: malformed record ({e})") from e
+            self.items.extend((n, c, base if len(caps) == 1 else f"{base}-{k}") for k, c in enumerate(caps))
+        self.name = f"segagent:{self.file}?images={self.image_dir}"
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def sample_id(self, index: int) -> str:
+        return self.items[index][2]
+
+    def image_path(self, image_name: Any) -> Path:
+        if isinstance(image_name, int):
+            return self.image_dir / f"COCO_train2014_{image_name:012d}.jpg"
+        p = Path(str(image_name))
+        p = p if p.suffix else p.with_suffix(".jpg")
+        return p if p.is_absolute() else self.image_dir / p
+
+    def load(self, index: int) -> Sample:
+        n, caption, sid = self.items[index]
+        rec = self.records[n]
+        file = self.image_path(rec["image_name"])
+        image = read_image(file)
+        h, w = int(rec["height"]), int(rec["width"])
+        if image.shape[:2] != (h, w):
+            raise DatasetError(f"image {file} has size {image.shape[1]}x{image.shape[0]}, {self.file} says {w}x{h}")
+        mask = segmentation_to_mask(rec["gt_ann"]["segmentation"], h, w, f"{self.file} data[{n}]")
+        return Sample(image, mask.astype(np.int8), caption, sid, str(file), {"record": n})
+
+
+def _coco(arg: str | None) -> CocoDataset:
+    path, opts = split_options(arg, "coco")
+    return CocoDataset(path, opts.get("images"), crowd=opts.get("crowd", "0") == "1")
+
+
+def _refcoco(arg: str | None) -> RefCocoDataset:
+    main, opts = split_options(arg, "refcoco")
+    parts = main.split(",")
+    if len(parts) > 4:
+        raise DatasetError(f"refcoco spec takes ROOT[,DATASET[,SPLITBY[,SPLIT]]], got {main!r}")
+    root, dataset, split_by, split = (parts + [None] * 3)[:4]
+    return RefCocoDataset(root, dataset or "refcoco", split_by or None, split or "train", opts.get("images"))
+
+
+def _segagent(arg: str | None) -> SegAgentDataset:
+    path, opts = split_options(arg, "segagent")
+    return SegAgentDataset(path, opts.get("images"))
+
+
+register_dataset("coco", _coco)
+register_dataset("refcoco", _refcoco)
+register_dataset("segagent", _segagent)

@@ -259,3 +259,24 @@ def test_import_hlmat_env_does_not_import_torch():
     code = "import sys, hlmat_env, hlmat_env.segmenters; print('torch' in sys.modules, 'segment_anything' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize("start", ["empty", "box", "degraded"])
+def test_env_runs_on_sam(checkpoint, start):
+    import gymnasium as gym
+
+    import hlmat_env  # noqa: F401  (registers the env)
+
+    env = gym.make("HLMATEnv-v0", dataset="synthetic:val", segmenter="sam", sam_checkpoint=str(checkpoint),
+                   sam_model_type=build_sam_tiny, segmenter_kwargs={"device": "cpu"}, max_clicks=3, start=start)
+    seg = env.unwrapped.segmenter
+    assert isinstance(seg, SamSegmenter)
+    for index in (0, 1, 0):  # coming back to image 0 reuses its embedding
+        env.reset(seed=0, options={"index": index})
+        for _ in range(3):
+            obs, reward, terminated, truncated, info = env.step(env.unwrapped.expert_action())
+            assert obs["mask"].shape == (env.unwrapped.obs_size, env.unwrapped.obs_size, 1)
+            assert 0.0 <= info["iou"] <= 1.0 and np.isfinite(reward)
+            if terminated or truncated:
+                break
+    assert seg.cache.misses == 2 and seg.cache.hits == 1

@@ -1,0 +1,178 @@
+"""Training states for the process reward model: masks of many qualities, each labelled with its true IoU.
+
+For every sample the builder collects (empty masks are skipped: their IoU is trivially 0):
+
+* the masks of the demonstration trajectories of that sample, when a demonstrations folder is given;
+* **noisy-policy rollouts** through the env: each click is the robot user's with probability ``p`` (two
+  rollouts, ``p`` = 0.7 and 0.3), otherwise the robot user's click moved by Gaussian noise (sigma 3-15 px) or a
+  uniformly random pixel, with the sensible sign (positive outside the current mask). These are the states a
+  learned policy visits: partial objects, leaks into the background, other objects;
+* **degraded targets** (:func:`hlmat_env.masks.degrade`: eroded/dilated, shifted, blobs added/cut), the
+  target's **bounding box**, and the target itself.
+
+Labels come from :func:`hlmat_env.metrics.iou` (ignore pixels excluded). The target is read here only to make
+labels and perturbations: the PRM itself never sees it.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from agents.prm_model import PRMConfig, caption_features, prm_inputs
+from hlmat_env.actions import Click
+from hlmat_env.masks import bbox_xywh, box_mask, degrade
+from hlmat_env.metrics import iou
+
+
+@dataclass
+class PRMData:
+    """A set of PRM training states (N of them).
+
+    Attributes:
+        views: uint8 ``(N, 2, 4, S, S)``; scalars: float32 ``(N, 2)``; captions: float32 ``(N, caption_dim)``;
+        labels: float32 ``(N,)`` true IoU in [0, 1]; sample_ids: ``N`` sample ids; sources: ``N`` state kinds.
+    """
+
+    views: np.ndarray
+    scalars: np.ndarray
+    captions: np.ndarray
+    labels: np.ndarray
+    sample_ids: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+class _Collector:
+    def __init__(self, config: PRMConfig):
+        self.config = config
+        self.rows: dict[str, list] = defaultdict(list)
+
+    def add(self, image: np.ndarray, mask: np.ndarray, target: np.ndarray, caption: str, sample_id: str,
+            source: str) -> None:
+        if not mask.any():
+            return
+        views, scalars = prm_inputs(image, mask, self.config.size, self.config.crop_factor)
+        self.rows["views"].append(views)
+        self.rows["scalars"].append(scalars)
+        self.rows["captions"].append(caption_features(caption, self.config.caption_dim))
+        self.rows["labels"].append(iou(mask, target))
+        self.rows["sample_ids"].append(sample_id)
+        self.rows["sources"].append(source)
+
+    def data(self) -> PRMData:
+        if not self.rows["labels"]:
+            raise ValueError("no PRM training state was produced (empty dataset or empty targets?)")
+        r = self.rows
+        return PRMData(np.stack(r["views"]), np.stack(r["scalars"]), np.stack(r["captions"]),
+                       np.asarray(r["labels"], np.float32), list(r["sample_ids"]), list(r["sources"]))
+
+
+def noisy_click(env: Any, rng: np.random.Generator, p_expert: float) -> Click | None:
+    """The robot user's click with probability ``p_expert``, else a perturbed or random click (sensible sign)."""
+    expert = env.expert_click()
+    if expert is None or rng.random() < p_expert:
+        return expert
+    h, w = env.mask.shape
+    if rng.random() < 0.7:
+        sigma = rng.uniform(3, 15)
+        x = int(np.clip(round(expert.x + rng.normal(0, sigma)), 0, w - 1))
+        y = int(np.clip(round(expert.y + rng.normal(0, sigma)), 0, h - 1))
+    else:
+        x, y = int(rng.integers(w)), int(rng.integers(h))
+    return Click(x, y, positive=not bool(env.mask[y, x]))
+
+
+def _sample_states(env: Any, index: int, rng: np.random.Generator, col: _Collector, rollout_clicks: int,
+                   n_degraded: int) -> None:
+    u = env.unwrapped
+    sample = u.dataset[index]
+    target, image, caption, sid = sample.target, sample.image, sample.caption, sample.sample_id
+    gt = target > 0
+    if not gt.any():
+        return
+    for p in (0.7, 0.3):
+        env.reset(seed=int(rng.integers(2**31)), options={"index": index})
+        for _ in range(rollout_clicks):
+            click = noisy_click(u, rng, p)
+            if click is None:
+                break
+            _, _, _, truncated, _ = u.click(click)
+            col.add(image, u.mask, target, caption, sid, f"rollout{p}")
+            if truncated:
+                break
+    for _ in range(n_degraded):
+        col.add(image, degrade(target, rng), target, caption, sid, "degraded")
+    col.add(image, box_mask(bbox_xywh(gt), gt.shape), target, caption, sid, "box")
+    col.add(image, gt, target, caption, sid, "target")
+
+
+def _demo_states(demos: str | Path, col: _Collector, dataset: Any) -> dict[str, set[int]]:
+    """Add every mask of the demonstrations; returns the dataset spec -> indices they cover."""
+    from hlmat_env.datasets import make_dataset
+    from hlmat_env.trajectories import iter_trajectories
+
+    cache: dict[str, Any] = {}
+    covered: dict[str, set[int]] = defaultdict(set)
+    for traj in iter_trajectories(demos):
+        spec = traj.dataset or dataset
+        if spec is None:
+            raise ValueError(f"trajectory {traj.episode_id!r} in {demos} names no dataset; pass dataset=")
+        if traj.index < 0:
+            raise ValueError(f"trajectory {traj.episode_id!r} in {demos} has no dataset index")
+        if spec not in cache:
+            cache[spec] = make_dataset(spec)
+        sample = cache[spec][traj.index]
+        if sample.sample_id != traj.sample_id:
+            raise ValueError(f"trajectory {traj.episode_id!r}: index {traj.index} of {spec} is "
+                             f"{sample.sample_id!r}, not {traj.sample_id!r}")
+        for k in range(len(traj.clicks) + 1):  # the start mask, then the mask after each click
+            col.add(sample.image, traj.mask_before(k), sample.target, sample.caption, sample.sample_id, "demo")
+        covered[spec if isinstance(spec, str) else "dataset"].add(int(traj.index))
+    return covered
+
+
+def build_prm_dataset(dataset: Any = "synthetic:train", indices: Iterable[int] | None = None, *,
+                      segmenter: Any = "default", demos: str | Path | None = None, limit: int | None = None,
+                      config: PRMConfig = PRMConfig(), rollout_clicks: int = 10, n_degraded: int = 5,
+                      seed: int = 0, progress: bool = False) -> PRMData:
+    """Labelled PRM states (see the module docstring).
+
+    Args:
+        dataset: dataset spec or object (used for the samples to perturb; with ``demos``, the fallback for
+            trajectories that name no dataset).
+        indices: samples to use (default: the first ``limit``, or all). With ``demos`` and no ``indices``,
+            the samples the demonstrations cover.
+        segmenter: segmenter for the noisy-policy rollouts.
+        demos: a demonstrations folder / JSONL file (:mod:`hlmat_env.trajectories`), optional.
+        config: the PRM input configuration.
+        rollout_clicks: clicks per noisy rollout; n_degraded: degraded targets per sample.
+    """
+    import gymnasium as gym
+    from tqdm.auto import tqdm
+
+    import hlmat_env  # noqa: F401  (registers HLMATEnv-v0)
+
+    col = _Collector(config)
+    rng = np.random.default_rng(seed)
+    groups: dict[Any, Sequence[int]] = {}
+    if demos is not None:
+        covered = _demo_states(demos, col, dataset)
+        if indices is None:
+            groups = {spec: sorted(ix)[:limit] if limit else sorted(ix) for spec, ix in covered.items()}
+    if not groups:
+        groups = {dataset: None if indices is None else list(indices)}
+    for spec, ix in groups.items():
+        env = gym.make("HLMATEnv-v0", dataset=dataset if spec == "dataset" else spec, segmenter=segmenter,
+                       max_clicks=max(rollout_clicks, 1))
+        n = len(env.unwrapped.dataset)
+        ix = list(range(n if limit is None else min(n, limit))) if ix is None else ix
+        for i in tqdm(ix, desc="PRM states", disable=not progress, unit="sample"):
+            _sample_states(env, int(i), rng, col, rollout_clicks, n_degraded)
+        env.close()
+    return col.data()

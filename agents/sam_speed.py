@@ -156,18 +156,20 @@ def format_report(r: dict[str, Any]) -> str:
         f"SAM {r['model_type']} (random weights) on {r['device']} ({r['threads']} threads), image "
         f"{r['image']} {r['image_hw'][0]}x{r['image_hw'][1]}, {r['clicks']}-click robot-user episodes",
         "",
-        "| episodes on one image | plain SamPredictor loop (s/episode) | hlmat SamSegmenter (s/episode) | speed-up |",
+        "| episodes on one image | plain SamPredictor loop (s/episode) | hlmat SamSegmenter (s/episode) "
+        "| speed-up |",
         "|---:|---:|---:|---:|",
     ]
     for row in r["rows"]:
-        lines.append(f"| {row['episodes']} | {row['plain_s_per_episode']:.2f} | {row['hlmat_s_per_episode']:.2f} "
-                     f"| {row['speedup']:.1f}x |")
+        lines.append(f"| {row['episodes']} | {row['plain_s_per_episode']:.2f} "
+                     f"| {row['hlmat_s_per_episode']:.2f} | {row['speedup']:.1f}x |")
     lines += [
         "",
         f"- same masks as the plain loop at every click: {'yes' if r['identical_masks'] else 'NO'}",
         f"- plain episode (embedding + {r['clicks']} clicks), median: {r['plain_episode_s']:.2f} s",
         f"- decode per click, embedding cached (median): exact {r['decode_ms_exact']:.1f} ms, sam_low_res "
-        f"{r['decode_ms_low_res']:.1f} ms; low-res mask IoU vs exact: mean {r['low_res_iou_vs_exact_mean']:.4f}, "
+        f"{r['decode_ms_low_res']:.1f} ms; low-res mask IoU vs exact: "
+        f"mean {r['low_res_iou_vs_exact_mean']:.4f}, "
         f"min {r['low_res_iou_vs_exact_min']:.4f}",
         f"- {r['candidates']} tree-search candidates: predict_batch {r['batch_ms']:.1f} ms vs "
         f"{r['candidates']} predict calls {r['sequential_ms']:.1f} ms (median of 5)",

@@ -27,12 +27,12 @@ from hlmat_env.segmenters.sam import SamSegmenter  # noqa: E402
 
 torch.set_num_threads(1)
 
-IMG_SIZE = 128  # SAM's ResizeLongestSide and prompt encoder follow the encoder's img_size; 1024 is not required
+IMG_SIZE = 128  # ResizeLongestSide and the prompt encoder follow the encoder's img_size: 1024 is not needed
 DIM = 32
 
 
 def build_sam_tiny(checkpoint=None) -> Sam:
-    """Mirror of segment_anything.build_sam._build_sam with tiny sizes (a builder usable as sam_model_type)."""
+    """Mirror of segment_anything.build_sam._build_sam with tiny sizes (usable as sam_model_type)."""
     emb = IMG_SIZE // 16
     sam = Sam(
         image_encoder=ImageEncoderViT(
@@ -41,7 +41,8 @@ def build_sam_tiny(checkpoint=None) -> Sam:
             use_rel_pos=True, window_size=4, global_attn_indexes=(0,),
         ),
         prompt_encoder=PromptEncoder(
-            embed_dim=DIM, image_embedding_size=(emb, emb), input_image_size=(IMG_SIZE, IMG_SIZE), mask_in_chans=4
+            embed_dim=DIM, image_embedding_size=(emb, emb), input_image_size=(IMG_SIZE, IMG_SIZE),
+            mask_in_chans=4,
         ),
         mask_decoder=MaskDecoder(
             num_multimask_outputs=3,
@@ -168,8 +169,8 @@ def test_box_prompt_and_mask_prior(checkpoint):
     assert p0.mask.shape == p1.mask.shape == (90, 120) and p0.score is not None
     # a prediction without SAM logits (a degraded start mask) still conditions SAM through its mask
     prior = Prediction(_target().astype(bool))
-    assert seg.predict([Click(50, 40, True)], prior).logits is not None
-    assert not np.allclose(seg.predict([Click(50, 40, True)], prior).logits, seg.predict([Click(50, 40, True)]).logits)
+    with_prior, without = seg.predict([Click(50, 40, True)], prior), seg.predict([Click(50, 40, True)])
+    assert not np.allclose(with_prior.logits, without.logits)
     # no prompt at all: nothing to decode
     assert not seg.predict([], None).mask.any()
 
@@ -256,7 +257,7 @@ def test_import_hlmat_env_does_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys, hlmat_env, hlmat_env.segmenters; print('torch' in sys.modules, 'segment_anything' in sys.modules)"
+    code = "import sys, hlmat_env; print('torch' in sys.modules, 'segment_anything' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
 
@@ -268,7 +269,8 @@ def test_env_runs_on_sam(checkpoint, start):
     import hlmat_env  # noqa: F401  (registers the env)
 
     env = gym.make("HLMATEnv-v0", dataset="synthetic:val", segmenter="sam", sam_checkpoint=str(checkpoint),
-                   sam_model_type=build_sam_tiny, segmenter_kwargs={"device": "cpu"}, max_clicks=3, start=start)
+                   sam_model_type=build_sam_tiny, segmenter_kwargs={"device": "cpu"}, max_clicks=3,
+                   start=start)
     seg = env.unwrapped.segmenter
     assert isinstance(seg, SamSegmenter)
     for index in (0, 1, 0):  # coming back to image 0 reuses its embedding

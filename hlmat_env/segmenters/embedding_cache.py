@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 
 def image_key(image: np.ndarray, model_id: str) -> str:
-    """Cache key (64 hex characters) of ``image`` (any array, usually uint8 HxWx3) under model ``model_id``."""
+    """Cache key (64 hex characters) of ``image`` (usually uint8 HxWx3) under model ``model_id``."""
     h = hashlib.sha256()
     h.update(model_id.encode())
     h.update(f"|{image.shape}|{image.dtype.str}|".encode())

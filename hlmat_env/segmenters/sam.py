@@ -1,4 +1,4 @@
-"""Segment Anything (SAM) as the env's click-to-mask model, following SegAgent's recipe, with cached embeddings.
+"""Segment Anything (SAM) as the env's click-to-mask model: SegAgent's recipe, with cached embeddings.
 
 Recipe, per step (the same as a ``SamPredictor`` loop, which the tests check mask for mask):
 
@@ -108,14 +108,15 @@ class SamSegmenter:
         self.device = device or _default_device()
         if sam_model is not None:
             if sam_cache_dir is not None:
-                raise ValueError("sam_cache_dir needs sam_checkpoint (its identity keys the disk cache), not sam_model")
+                raise ValueError("sam_cache_dir needs sam_checkpoint (it keys the disk cache), not sam_model")
             self.model = sam_model.to(self.device).eval()
             self.model_id = f"module-{id(sam_model):x}"
         else:
             sam_checkpoint = sam_checkpoint or sam_checkpoint_from_env()
             if sam_checkpoint is None:
                 raise CheckpointError(
-                    "segmenter 'sam' needs a checkpoint: pass sam_checkpoint=PATH or set $HLMAT_SAM_CHECKPOINT "
+                    "segmenter 'sam' needs a checkpoint: pass sam_checkpoint=PATH or set "
+                    "$HLMAT_SAM_CHECKPOINT "
                     "(or use segmenter='auto' to fall back to the weight-free default)"
                 )
             self.model, type_name = load_sam(sam_checkpoint, sam_model_type, self.device)
@@ -146,7 +147,7 @@ class SamSegmenter:
         self._input_size = self.transform.get_preprocess_shape(h, w, self.transform.target_length)
 
     def _embed(self, image: np.ndarray) -> np.ndarray:
-        """Image encoder output, float32 ``1 x C x h x w`` (SAM: ``1 x 256 x 64 x 64``), as SamPredictor does."""
+        """Image encoder output, float32 ``1 x C x h x w`` (SAM: ``1 x 256 x 64 x 64``), as SamPredictor."""
         import torch
 
         if self.model.image_format != "RGB":
@@ -170,7 +171,8 @@ class SamSegmenter:
 
         Returns:
             :class:`Prediction` with ``mask`` bool HxW, ``logits`` float32 ``1 x 256 x 256``, ``score`` SAM's
-            predicted IoU. With no click and no box there is no prompt: ``prev`` (or an empty mask) is returned.
+            predicted IoU. With no click and no box there is no prompt: ``prev`` (or an empty mask) is
+            returned.
         """
         return self.predict_batch([clicks], prev, box)[0]
 

@@ -3,8 +3,8 @@
 ``sam_model_registry[model_type]`` builds the architecture (``vit_b``, ``vit_l``, ``vit_h``); the weights are
 read here with ``torch.load(map_location="cpu", weights_only=True)`` (the registry's builder calls
 ``torch.load`` without ``map_location``, which fails for GPU-saved files on a CPU machine) and loaded with
-``load_state_dict``. A mismatch between file and type is reported with a guess of the file's real type from its
-tensor shapes. A custom architecture is loaded by passing a builder instead of a name: any callable
+``load_state_dict``. A mismatch between file and type is reported with a guess of the file's real type from
+its tensor shapes. A custom architecture is loaded by passing a builder instead of a name: any callable
 ``builder(checkpoint=None) -> Sam`` that returns the model with its parameters in place.
 """
 from __future__ import annotations

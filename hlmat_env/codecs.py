@@ -191,7 +191,8 @@ class _Norm1000(Codec):
 
 
 class LlavaCodec(Codec):
-    """Decimals in [0, 1) of the image, (x, y), written with ``decimals`` digits (3 keeps 1000 px exact)."""
+    """Decimals in [0, 1) of the image, (x, y), written with ``decimals`` digits (3 keeps 1000 px exact): the
+    value is the pixel's bin ``b / 10**decimals``; reading takes the bin the value falls in."""
 
     name = "llava"
 
@@ -201,16 +202,17 @@ class LlavaCodec(Codec):
         self.decimals = decimals
 
     def encode_coords(self, click: Click, width: int, height: int) -> tuple[str, str]:
-        top = 1.0 - 10.0 ** -self.decimals
-        return tuple(f"{min(top, (p + 0.5) / s):.{self.decimals}f}" for p, s in ((click.x, width), (click.y, height)))
+        bins = 10**self.decimals  # write the left edge of the pixel's bin: exact, and always < 1
+        return tuple(f"{pixel_to_bin(p, s, bins) / bins:.{self.decimals}f}" for p, s in ((click.x, width), (click.y, height)))
 
     def decode_coords(self, a: str, b: str, width: int, height: int) -> tuple[int, int]:
+        bins = 10**self.decimals
         out = []
         for text, size in ((a, width), (b, height)):
             v = float(text)
             if not (math.isfinite(v) and 0.0 <= v <= 1.0):
                 raise _Reject(f"coordinate {text} outside [0, 1] for codec {self.name}")
-            out.append(min(size - 1, int(v * size)))
+            out.append(bin_to_pixel(min(bins - 1, math.floor(v * bins + 1e-6)), size, bins))
         return out[0], out[1]
 
 

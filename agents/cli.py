@@ -11,7 +11,10 @@ import sys
 # subcommand -> module under agents.commands
 COMMANDS: dict[str, str] = {
     "demo": "demo",
+    "generate": "generate",
+    "export": "export",
     "benchmark": "benchmark",
+    "train-ppo": "train_ppo",
     "bench-sam": "bench_sam",
 }
 

@@ -1,0 +1,46 @@
+"""``hlmat train-ppo``: train the PPO click policy (optional behaviour-cloning warm start), save ``DIR/model.zip``."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "train-ppo", help="train the PPO baseline (BC warm start optional); ppo:DIR loads the result",
+        description="Train a PPO click policy on the SB3-ready wrapped env. Writes DIR/model.zip (+ .json), "
+                    "DIR/bc_model.zip when --bc-demos is given, DIR/checkpoints/, TensorBoard logs in DIR, "
+                    "DIR/training_curve.png.")
+    p.add_argument("--dataset", default="synthetic:train", help="training dataset spec (default: synthetic:train)")
+    p.add_argument("--segmenter", default="default", help="segmenter name (default: default)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--timesteps", type=int, default=20_000, help="PPO environment steps (0: BC only)")
+    p.add_argument("--bc-demos", default=None, metavar="DIR",
+                   help="oracle demonstrations folder (DIR/demos.npz; generated there when missing)")
+    p.add_argument("--bc-episodes", type=int, default=400, help="episodes to record when generating demos")
+    p.add_argument("--bc-epochs", type=int, default=10, help="behaviour-cloning epochs (default: 10)")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in DIR")
+    p.add_argument("--n-envs", type=int, default=2, help="parallel env workers (default: 2)")
+    p.add_argument("--grid", type=int, default=16, help="click grid size (default: 16)")
+    p.add_argument("--size", type=int, default=64, help="observation size (default: 64)")
+    p.add_argument("--max-clicks", type=int, default=10, help="clicks per training episode (default: 10)")
+    p.add_argument("--learning-rate", type=float, default=1e-4, help="PPO learning rate (default: 1e-4)")
+    p.add_argument("--n-steps", type=int, default=128, help="rollout steps per env and update (default: 128)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    from agents.ppo.train import train
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    path = train(args.dataset, args.segmenter, args.out, timesteps=args.timesteps, bc_demos=args.bc_demos,
+                 bc_episodes=args.bc_episodes, bc_epochs=args.bc_epochs, resume=args.resume,
+                 progress=not args.no_progress, n_envs=args.n_envs, grid=args.grid, size=args.size,
+                 max_clicks=args.max_clicks, learning_rate=args.learning_rate, n_steps=args.n_steps,
+                 seed=args.seed)
+    print(f"saved {path} (load it with --agent ppo:{args.out})")
+    return 0

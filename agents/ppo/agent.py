@@ -1,0 +1,97 @@
+"""``PPOAgent``: a trained PPO click policy (``ppo:PATH``; the shipped baseline when no path is given)."""
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents.base import Agent, Decision
+from hlmat_env.actions import encode_click
+from hlmat_env.errors import CheckpointError, require
+from hlmat_env.wrappers import cell_click, encode_caption, stack_image_mask
+
+SHIPPED = "ppo_synthetic.zip"
+
+
+def resolve_model(path: str | Path | None) -> Path:
+    """The ``.zip`` of a model: ``path`` itself, ``path/model.zip`` for a folder, the shipped model for None.
+
+    Raises:
+        CheckpointError: no such model, or its ``.json`` settings are missing.
+    """
+    if path is None:
+        p = Path(str(resources.files("agents") / "assets" / SHIPPED))
+    else:
+        p = Path(path)
+        p = p / "model.zip" if p.is_dir() else p.with_suffix(".zip")
+    if not p.exists():
+        raise CheckpointError(f"PPO model not found: {p} (train one with `hlmat train-ppo --out DIR`)")
+    if not p.with_suffix(".json").exists():
+        raise CheckpointError(f"PPO model {p} has no settings file {p.with_suffix('.json')} beside it")
+    return p
+
+
+class PPOAgent(Agent):
+    """Acts with a policy trained by :func:`agents.ppo.train.train` on the env's observation.
+
+    It rebuilds the training observation from the public views (image, mask, caption and its own clicks) with
+    the wrapper functions of :mod:`hlmat_env.wrappers`, and never repeats a click it already placed (a repeat
+    leaves the mask unchanged, so a deterministic policy would loop on it).
+
+    Args:
+        path: model ``.zip`` or training folder; None loads the shipped baseline (``agents/assets``).
+        deterministic: take the most probable action (True) or sample it.
+        seed: seed of the sampling generator.
+    """
+
+    name = "ppo"
+
+    def __init__(self, path: str | Path | None = None, deterministic: bool = True, seed: int | None = 0):
+        sb3 = require("stable_baselines3", "rl")
+        self.path = resolve_model(path)
+        self.cfg = json.loads(self.path.with_suffix(".json").read_text())
+        self.model = sb3.PPO.load(self.path, device="cpu")
+        self.deterministic = deterministic
+        self.rng = np.random.default_rng(seed)
+        self._used: set[int] = set()
+
+    def reset(self, env: Any) -> None:
+        self._used = set()
+
+    def observation(self, obs: dict, env: Any) -> dict[str, np.ndarray]:
+        """The wrapped observation the policy was trained on (see :func:`hlmat_env.wrappers.sb3_wrap`)."""
+        c = self.cfg
+        out = {"image": stack_image_mask(obs["image"], obs["mask"], c["size"],
+                                         env.clicks if c["clicks"] else None, env.mask.shape)}
+        if c["caption"]:
+            out["caption"] = encode_caption(obs["caption"])
+        return out
+
+    def probabilities(self, obs: dict, env: Any) -> np.ndarray:
+        """Action probabilities, float64 ``(n_actions,)``, with already-used clicks removed."""
+        import torch
+
+        o, _ = self.model.policy.obs_to_tensor(self.observation(obs, env))
+        with torch.no_grad():
+            p = self.model.policy.get_distribution(o).distribution.probs[0].double().numpy()
+        p[list(self._used)] = 0.0
+        return p / p.sum() if p.sum() > 0 else np.full_like(p, 1.0 / len(p))
+
+    def _decision(self, a: int, env: Any) -> Decision:
+        g = self.cfg["grid"]
+        h, w = env.mask.shape
+        click = None if a == 2 * g * g else cell_click(a, g, w, h)
+        return Decision(encode_click(click, w, h, env.coord_bins))
+
+    def act(self, obs: dict, env: Any) -> Decision:
+        p = self.probabilities(obs, env)
+        a = int(p.argmax()) if self.deterministic else int(self.rng.choice(len(p), p=p))
+        self._used.add(a)
+        return self._decision(a, env)
+
+    def sample(self, obs: dict, env: Any, k: int, rng: np.random.Generator) -> list[Decision]:
+        p = self.probabilities(obs, env)
+        return [self._decision(int(a), env) for a in rng.choice(len(p), size=k, p=p)]

@@ -1,0 +1,144 @@
+"""PPO training: subprocess vector envs (one torch thread each), BC warm start, checkpoints, TensorBoard, resume.
+
+Output folder layout: ``model.zip`` + ``model.json`` (final policy and its wrapper settings: what ``ppo:PATH``
+loads), ``bc_model.zip`` + ``bc_model.json`` (the BC-only policy), ``checkpoints/``, ``tb/`` (TensorBoard),
+``progress.csv`` (SB3's log), ``bc_log.json`` and ``training_curve.png``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PPOConfig:
+    """Settings of the wrapped env and of PPO (saved as ``model.json`` beside each model)."""
+
+    size: int = 64
+    grid: int = 16
+    finish: bool = False
+    clicks: bool = True
+    caption: bool = True
+    max_clicks: int = 10
+    n_envs: int = 2
+    n_steps: int = 128
+    batch_size: int = 64
+    n_epochs: int = 4
+    learning_rate: float = 1e-4
+    clip_range: float = 0.1
+    target_kl: float = 0.02
+    ent_coef: float = 0.0
+    gamma: float = 0.9
+    gae_lambda: float = 0.9
+    seed: int = 0
+
+    def wrapper_kwargs(self) -> dict[str, Any]:
+        return {"size": self.size, "grid": self.grid, "finish": self.finish, "clicks": self.clicks,
+                "caption": self.caption}
+
+
+def make_env(dataset: Any, segmenter: Any, cfg: PPOConfig, rank: int = 0):
+    """One wrapped, monitored env (the factory of every vector-env worker; sets one torch thread)."""
+    import gymnasium as gym
+    import torch
+    from stable_baselines3.common.monitor import Monitor
+
+    import hlmat_env  # noqa: F401
+    from hlmat_env.wrappers import sb3_wrap
+
+    torch.set_num_threads(1)
+    env = gym.make("HLMATEnv-v0", dataset=dataset, segmenter=segmenter, max_clicks=cfg.max_clicks)
+    env = Monitor(sb3_wrap(env, **cfg.wrapper_kwargs()))
+    env.reset(seed=cfg.seed + 1000 * rank)
+    return env
+
+
+def save_model(model: Any, path: str | Path, cfg: PPOConfig) -> Path:
+    """Save ``model`` to ``path`` (``.zip``) and ``cfg`` beside it (``.json``)."""
+    path = Path(path).with_suffix(".zip")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    path.with_suffix(".json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    return path
+
+
+def train(dataset: Any = "synthetic:train", segmenter: Any = "default", out: str | Path = "runs/ppo", *,
+          timesteps: int = 20_000, bc_demos: str | Path | None = None, bc_episodes: int = 400,
+          bc_epochs: int = 10, resume: bool = False, subproc: bool = True, checkpoint_every: int = 2048,
+          progress: bool = True, **config: Any) -> Path:
+    """Train a PPO click policy and save ``out/model.zip``; returns its path.
+
+    Args:
+        dataset, segmenter: as for ``gym.make("HLMATEnv-v0", ...)``.
+        timesteps: PPO environment steps (0: BC only).
+        bc_demos: folder of oracle demonstrations (``demos.npz``, generated there with ``bc_episodes``
+            episodes if missing); None skips the warm start.
+        bc_epochs: behaviour-cloning epochs.
+        resume: continue from the newest checkpoint in ``out/checkpoints`` (or ``out/model.zip``).
+        subproc: run the ``n_envs`` workers as subprocesses (else in-process).
+        config: :class:`PPOConfig` fields (``grid``, ``size``, ``learning_rate``...).
+    """
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import CheckpointCallback
+    from stable_baselines3.common.logger import configure
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    from agents.ppo.bc import behaviour_clone, load_or_generate
+    from agents.ppo.curve import plot_training_curve
+    from agents.ppo.policy import SpatialPolicy
+
+    torch.set_num_threads(1)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_path = out / "model.json"
+    if resume and cfg_path.exists():
+        cfg = PPOConfig(**{**json.loads(cfg_path.read_text()), **config})
+    else:
+        cfg = PPOConfig(**config)
+    fns = [partial(make_env, dataset, segmenter, cfg, i) for i in range(cfg.n_envs)]
+    venv = SubprocVecEnv(fns, start_method="forkserver") if subproc and cfg.n_envs > 1 else DummyVecEnv(fns)
+    start = _resume_point(out) if resume else None
+    if start is not None:
+        log.info("resuming from %s", start)
+        model = PPO.load(start, env=venv, device="cpu")
+    else:
+        model = PPO(SpatialPolicy, venv, n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
+                    learning_rate=cfg.learning_rate, clip_range=cfg.clip_range, target_kl=cfg.target_kl,
+                    ent_coef=cfg.ent_coef, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, seed=cfg.seed,
+                    policy_kwargs={"features_extractor_kwargs": {"grid": cfg.grid, "finish": cfg.finish}},
+                    device="cpu", verbose=0)
+        if bc_demos is not None:
+            demo_env = make_env(dataset, segmenter, cfg)
+            demos = load_or_generate(bc_demos, demo_env, bc_episodes, gamma=cfg.gamma, seed=cfg.seed,
+                                     progress=progress)
+            demo_env.close()
+            history = behaviour_clone(model.policy, demos, epochs=bc_epochs, seed=cfg.seed, progress=progress)
+            (out / "bc_log.json").write_text(json.dumps(history, indent=1) + "\n")
+            save_model(model, out / "bc_model", cfg)
+    log_dir = out if start is None else out / f"resume_{model.num_timesteps}"  # keeps earlier progress.csv
+    model.set_logger(configure(str(log_dir), ["csv", "tensorboard"]))
+    save_model(model, out / "model", cfg)  # also what --resume starts from before any checkpoint
+    if timesteps > 0:
+        ckpt = CheckpointCallback(save_freq=max(1, checkpoint_every // cfg.n_envs), save_path=str(out / "checkpoints"),
+                                  name_prefix="ppo")
+        model.learn(total_timesteps=timesteps, callback=ckpt, reset_num_timesteps=start is None,
+                    progress_bar=False)
+    venv.close()
+    path = save_model(model, out / "model", cfg)
+    plot_training_curve(out)
+    return path
+
+
+def _resume_point(out: Path) -> Path | None:
+    """The newest checkpoint (by step count) in ``out/checkpoints``, else ``out/model.zip``, else None."""
+    ckpts = sorted((out / "checkpoints").glob("ppo_*_steps.zip"), key=lambda p: int(p.stem.split("_")[-2]))
+    if ckpts:
+        return ckpts[-1]
+    return out / "model.zip" if (out / "model.zip").exists() else None

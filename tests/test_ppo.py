@@ -1,0 +1,89 @@
+"""The PPO baseline: network shapes, BC learns the demonstrations, end-to-end train/save/load/benchmark, resume."""
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("stable_baselines3")
+
+from agents.base import make_agent  # noqa: E402
+from agents.benchmark import benchmark  # noqa: E402
+from agents.ppo import PPOAgent, resolve_model  # noqa: E402
+from agents.ppo.bc import generate_demos  # noqa: E402
+from agents.ppo.policy import ClickNet  # noqa: E402
+from agents.ppo.train import train  # noqa: E402
+from hlmat_env.datasets.synthetic import SyntheticDataset  # noqa: E402
+from hlmat_env.errors import CheckpointError  # noqa: E402
+from hlmat_env.wrappers import sb3_wrap  # noqa: E402
+from tests.conftest import DiscSegmenter  # noqa: E402
+
+torch.set_num_threads(1)
+TRAIN = SyntheticDataset("train", size=8)
+VAL = SyntheticDataset("val", size=3)
+
+
+def test_clicknet_shapes():
+    env = sb3_wrap(gym.make("HLMATEnv-v0", dataset=VAL, segmenter=DiscSegmenter()), size=40, grid=8, finish=True)
+    net = ClickNet(env.observation_space, grid=8, finish=True, value_dim=16)
+    obs = {"image": torch.rand(2, 6, 40, 40), "caption": torch.rand(2, env.observation_space["caption"].shape[0])}
+    assert net(obs).shape == (2, 2 * 64 + 1 + 16) == (2, net.features_dim)
+
+
+def test_demos_follow_the_expert():
+    env = sb3_wrap(gym.make("HLMATEnv-v0", dataset=VAL, segmenter=DiscSegmenter(), max_clicks=3), size=40, grid=8)
+    d = generate_demos(env, 2, explore=0.0, progress=False)
+    assert d["image"].shape[1:] == (6, 40, 40) and d["image"].dtype == np.uint8
+    assert len(d["action"]) == len(d["ret"]) == len(d["caption"]) <= 6
+    assert (d["action"] < 128).all() and d["action"][0] < 64  # the first expert click is positive
+
+
+@pytest.mark.slow
+def test_train_save_load_benchmark_resume(tmp_path):
+    out = tmp_path / "run"
+    kw = dict(timesteps=64, bc_demos=tmp_path / "demos", bc_episodes=4, bc_epochs=2, subproc=False,
+              n_steps=32, batch_size=32, n_epochs=1, max_clicks=4, size=40, grid=8, progress=False,
+              checkpoint_every=32)
+    path = train(TRAIN, DiscSegmenter(), out, **kw)
+    assert path == out / "model.zip" and (out / "bc_model.zip").exists() and (tmp_path / "demos/demos.npz").exists()
+    assert json.loads((out / "model.json").read_text())["grid"] == 8
+    assert list((out / "checkpoints").glob("ppo_*_steps.zip")) and list(out.glob("events.out.tfevents*"))
+    assert (out / "training_curve.png").exists()
+    res = benchmark(["oracle", f"ppo:{out}", f"ppo:{out / 'bc_model.zip'}"], VAL, DiscSegmenter(),
+                    max_clicks=3, progress=False)
+    for m in res.metrics.values():
+        assert m["invalid_rate"] == 0 and 0 <= m["miou@3"] <= 1
+    for ep in res.episodes[f"ppo:{out}"]:  # never the same click twice
+        assert len(set(ep.clicks)) == len(ep.clicks)
+    train(TRAIN, DiscSegmenter(), out, **{**kw, "timesteps": 32, "resume": True})
+    assert any(out.glob("resume_*/progress.csv"))
+
+
+def test_agent_sampling_and_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        resolve_model(tmp_path / "nothing")
+    train(TRAIN, DiscSegmenter(), tmp_path, timesteps=0, subproc=False, size=40, grid=8, max_clicks=2,
+          progress=False)
+    agent = make_agent(f"ppo:{tmp_path}")
+    assert isinstance(agent, PPOAgent)
+    env = gym.make("HLMATEnv-v0", dataset=VAL, segmenter=DiscSegmenter())
+    obs, _ = env.reset(seed=0)
+    agent.reset(env.unwrapped)
+    ds = agent.sample(obs, env.unwrapped, 4, np.random.default_rng(0))
+    assert len(ds) == 4 and all(d.valid and d.action.shape == (3,) for d in ds)
+    p = agent.probabilities(obs, env.unwrapped)
+    assert p.shape == (128,) and p.sum() == pytest.approx(1.0)
+    first = agent.act(obs, env.unwrapped)
+    assert agent.probabilities(obs, env.unwrapped)[int(p.argmax())] == 0  # used clicks are not repeated
+    assert first.valid
+
+
+def test_shipped_model_loads():
+    try:
+        resolve_model(None)
+    except CheckpointError:
+        pytest.skip("no shipped PPO model in agents/assets yet")
+    assert isinstance(make_agent("ppo"), PPOAgent)

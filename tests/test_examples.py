@@ -1,0 +1,40 @@
+"""The scripts in examples/ run end to end with tiny budgets (by subprocess, as a user runs them)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hlmat_env.segmenters import SEGMENTERS
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif("default" not in SEGMENTERS,
+                                reason="the default segmenter is not registered in this checkout")
+
+
+def _run(script: str, *args: str) -> str:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / script), *args], capture_output=True,
+                          text=True, timeout=240, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_minimal_rl():
+    out = _run("minimal_rl.py", "--episodes", "1", "--max-clicks", "2")
+    assert "oracle episode 0" in out and "random episode 0" in out
+
+
+def test_run_benchmark(tmp_path):
+    out = _run("run_benchmark.py", "--limit", "2", "--max-clicks", "3", "--out", str(tmp_path))
+    assert "| oracle |" in out and (tmp_path / "curves.png").exists()
+
+
+@pytest.mark.slow
+def test_train_ppo(tmp_path):
+    out = _run("train_ppo.py", "--out", str(tmp_path), "--timesteps", "64", "--bc-episodes", "2",
+               "--bc-epochs", "1", "--eval-limit", "1")
+    assert "| ppo:" in out and (tmp_path / "model.zip").exists()

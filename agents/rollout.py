@@ -17,7 +17,8 @@ class Episode:
     """What happened in one episode.
 
     Attributes:
-        ious: IoU after each click (``ious[k-1]`` after k clicks).
+        ious: IoU after each click (``ious[k-1]`` after k clicks); cut back to the answer's step when a
+            wrapper restored an earlier state before finishing (PRM stop signal).
         clicks: the clicks placed, in order (pixel coordinates).
         start_iou: IoU of the start state.
         intersection, union: pixel counts of the final mask (for cIoU).
@@ -70,6 +71,9 @@ def run_episode(env: Any, agent: Agent, *, index: int | None = None, seed: int |
         ep.step_seconds.append(time.perf_counter() - t0)
         if terminated:
             ep.finished = int(decision.action[0]) == ActionKind.FINISH
+            if info["num_clicks"] < len(ep.ious):  # a wrapper (PRM stop, search) restored an earlier step
+                del ep.ious[info["num_clicks"]:], ep.clicks[info["num_clicks"]:]
+                ep.intersection, ep.union = info["intersection"], info["union"]
             break
         ep.ious.append(info["iou"])
         ep.clicks.append(u.clicks[-1])

@@ -1,0 +1,117 @@
+"""Process reward models behind one scorer interface: ``score(image, mask, caption) -> float`` (IoU estimate in
+[0, 1]) and ``score_batch``. Both the learned value head (:class:`LearnedPRM`) and the MLLM's own estimate
+(:class:`MLLMPRM`, the ``Current IOU: NN`` prefix) implement it, so the stop signal and tree search accept
+either. :func:`load_prm` builds one from a spec.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class PRM(Protocol):
+    """What the stop signal and tree search need: an estimate of a mask's IoU with the unseen target."""
+
+    def score(self, image: np.ndarray, mask: np.ndarray, caption: str = "") -> float:
+        """IoU estimate in [0, 1] of bool HxW ``mask`` on uint8 HxWx3 ``image``."""
+
+    def score_batch(self, image: np.ndarray, masks: Sequence[np.ndarray], caption: str = "") -> list[float]:
+        """:meth:`score` of several masks of the same image."""
+
+
+class LearnedPRM:
+    """The learned value head (:class:`agents.prm_model.PRMNet`). An empty mask scores 0 (its IoU is 0 for
+    any non-empty target; the network is not trained on empty masks).
+
+    Args:
+        path: checkpoint file or folder (``prm.pt``) written by ``hlmat train-prm``.
+    """
+
+    def __init__(self, path: str | Path):
+        import torch
+
+        from agents.prm_train import load_prm_net
+
+        self.path = str(path)
+        self.model = load_prm_net(path)
+        self._torch = torch
+
+    def score(self, image: np.ndarray, mask: np.ndarray, caption: str = "") -> float:
+        return self.score_batch(image, [mask], caption)[0]
+
+    def score_batch(self, image: np.ndarray, masks: Sequence[np.ndarray], caption: str = "") -> list[float]:
+        from agents.prm_model import caption_features, prm_inputs
+
+        cfg = self.model.config
+        out = [0.0] * len(masks)
+        live = [i for i, m in enumerate(masks) if np.any(m)]
+        if not live:
+            return out
+        views, scalars = zip(*(prm_inputs(image, np.asarray(masks[i], bool), cfg.size, cfg.crop_factor)
+                               for i in live))
+        cap = np.repeat(caption_features(caption, cfg.caption_dim)[None], len(live), 0)
+        t = self._torch
+        with t.no_grad():
+            pred = self.model(t.from_numpy(np.stack(views)), t.from_numpy(np.stack(scalars)), t.from_numpy(cap))
+        for i, p in zip(live, pred.tolist()):
+            out[i] = float(p)
+        return out
+
+
+class MLLMPRM:
+    """The MLLM's own PRM: asks the agent for its next answer on the state and reads the ``Current IOU: NN``
+    prefix (:meth:`hlmat_env.codecs.Codec.parse`). A state whose answer has no estimate scores 0.
+
+    The agent sees the state through a minimal read-only env view (``image``, ``mask``, ``caption``, no
+    clicks), the same inputs SegAgent's policy has (image, current mask, description).
+
+    Args:
+        agent: an agent whose :class:`~agents.base.Decision` ``text`` carries the estimate (an MLLM agent
+            trained on data with the ``Current IOU`` prefix).
+        codec: the coordinate codec used to parse its text (name or object); only the IoU prefix is used.
+        obs_size, coord_bins: the env settings the agent expects.
+    """
+
+    def __init__(self, agent: Any, codec: Any = "qwen2", obs_size: int = 128, coord_bins: int = 1000):
+        from hlmat_env.codecs import get_codec
+
+        self.agent, self.codec = agent, get_codec(codec)
+        self.obs_size, self.coord_bins = obs_size, coord_bins
+
+    def estimate(self, text: str | None, width: int, height: int) -> float | None:
+        """The IoU estimate in a model answer (None when absent or unparseable)."""
+        return None if text is None else self.codec.parse(text, width, height).iou
+
+    def score(self, image: np.ndarray, mask: np.ndarray, caption: str = "") -> float:
+        import cv2
+
+        mask = np.asarray(mask, bool)
+        h, w = mask.shape
+        s = self.obs_size
+        obs = {"image": cv2.resize(image, (s, s), interpolation=cv2.INTER_AREA),
+               "mask": cv2.resize(mask.astype(np.uint8) * 255, (s, s), interpolation=cv2.INTER_NEAREST)[..., None],
+               "caption": caption}
+        view = SimpleNamespace(image=image, mask=mask, caption=caption, clicks=[], coord_bins=self.coord_bins,
+                               obs_size=s, max_clicks=None)
+        value = self.estimate(self.agent.act(obs, view).text, w, h)
+        return 0.0 if value is None else float(value)
+
+    def score_batch(self, image: np.ndarray, masks: Sequence[np.ndarray], caption: str = "") -> list[float]:
+        return [self.score(image, m, caption) for m in masks]
+
+
+def load_prm(spec: str | PRM, agent: Any = None) -> PRM:
+    """A PRM from a spec: a checkpoint path (:class:`LearnedPRM`) or ``"mllm"`` (:class:`MLLMPRM` around
+    ``agent``, which must be given). A PRM object is returned as is.
+    """
+    if not isinstance(spec, str):
+        return spec
+    if spec == "mllm":
+        if agent is None:
+            raise ValueError("the 'mllm' PRM reads an MLLM agent's 'Current IOU' estimate; pass agent=")
+        return MLLMPRM(agent, codec=getattr(agent, "codec", "qwen2"))
+    return LearnedPRM(spec)

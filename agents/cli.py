@@ -16,6 +16,9 @@ COMMANDS: dict[str, str] = {
     "benchmark": "benchmark",
     "train-ppo": "train_ppo",
     "bench-sam": "bench_sam",
+    "train-prm": "train_prm",
+    "score-masks": "score_masks",
+    "star": "star",
 }
 
 

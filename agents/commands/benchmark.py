@@ -23,6 +23,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--coords", default=None, help="coordinate codec of mllm agents (passed to the mllm agent)")
     p.add_argument("--agent-kwargs", default=None, metavar="JSON",
                    help='extra agent arguments per kind, as JSON: \'{"mllm": {"max_new_tokens": 32}}\'')
+    p.add_argument("--prm", default=None, help="PRM for --stop/--search: checkpoint (hlmat train-prm) or 'mllm'")
+    p.add_argument("--stop", choices=("none", "prm"), default="none",
+                   help="prm: stop when the PRM estimate stops improving, answer the best-estimated step")
+    p.add_argument("--search", type=int, default=1, metavar="K",
+                   help="PRM-guided tree search with K candidates per step (default: 1 = off)")
+    p.add_argument("--beam", type=int, default=1, help="beam width of the search (default: 1 = greedy)")
+    p.add_argument("--patience", type=int, default=1, help="non-improving steps before the PRM stops (default: 1)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return p
 
@@ -45,7 +52,22 @@ def agent_kwargs_from_args(args: argparse.Namespace) -> dict[str, dict[str, Any]
 
 def agent_wrapper(args: argparse.Namespace) -> Callable | None:
     """The hook that wraps every agent (PRM stop signal, tree search) from flags; None when no flag asks."""
-    return None
+    if args.stop == "none" and args.search <= 1:
+        return None
+    if args.prm is None:
+        raise SystemExit("--stop prm and --search K need --prm PATH (or --prm mllm)")
+    from agents.prm import load_prm
+    from agents.search import TreeSearch
+    from agents.stop import PRMStop
+
+    def wrap(agent):
+        prm = load_prm(args.prm, agent=agent)
+        if args.search > 1:
+            return TreeSearch(agent, prm, k=args.search, beam=args.beam,
+                              patience=args.patience if args.stop == "prm" else None, seed=args.seed)
+        return PRMStop(agent, prm, patience=args.patience)
+
+    return wrap
 
 
 def run(args: argparse.Namespace) -> int:

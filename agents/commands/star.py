@@ -1,0 +1,62 @@
+"""``hlmat star``: StaR+ round: corrected rollouts of a policy, the union with the demonstrations, retraining."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "star", help="StaR+: relabel a policy's rollouts with the robot user; write them and the union",
+        description="Roll AGENT out on the dataset's samples, keep its IoU-raising clicks and replace the others "
+                    "by the robot user's; write DIR/star.jsonl and DIR/union/ (the original demonstrations plus "
+                    "star.jsonl). With --retrain bc (AGENT = ppo:PATH) also behaviour-clone a fresh policy on "
+                    "the union into DIR/model.zip. For an MLLM policy, export DIR/union with hlmat export and "
+                    "fine-tune from the base model on it.")
+    p.add_argument("--agent", required=True, help="policy spec (ppo:PATH, mllm:PATH, ...)")
+    p.add_argument("--dataset", default="synthetic:train", help="training samples (default: synthetic:train)")
+    p.add_argument("--demos", required=True, help="original demonstrations (folder of *.jsonl or a JSONL file)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--segmenter", default="default", help="segmenter name (default: default)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N samples")
+    p.add_argument("--max-clicks", type=int, default=20, help="at most this many clicks (default: 20)")
+    p.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
+    p.add_argument("--retrain", choices=("none", "bc"), default="none", help="retrain on the union (default: none)")
+    p.add_argument("--bc-epochs", type=int, default=10, help="behaviour-cloning epochs (default: 10)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from agents.base import make_agent
+    from agents.star import retrain_bc, star_relabel
+    from hlmat_env.trajectories import iter_trajectories, write_jsonl
+
+    torch.set_num_threads(1)
+    original = list(iter_trajectories(args.demos))
+    agent = make_agent(args.agent)
+    trajs, stats = star_relabel(agent, args.dataset, segmenter=args.segmenter, limit=args.limit,
+                                max_clicks=args.max_clicks, seed=args.seed, progress=not args.no_progress)
+    out = Path(args.out)
+    write_jsonl(trajs, out / "star.jsonl")
+    write_jsonl(original, out / "union" / "demos.jsonl")
+    write_jsonl(trajs, out / "union" / "star.jsonl")
+    summary = {"episodes": stats.episodes, "policy_clicks_kept": stats.kept, "replaced_by_robot_user": stats.replaced,
+               "kept_fraction": stats.kept_fraction, "demonstrations": len(original),
+               "union_episodes": len(original) + len(trajs)}
+    (out / "star_stats.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"StaR+: {stats.episodes} episodes, {stats.kept} policy clicks kept, {stats.replaced} replaced by the "
+          f"robot user; wrote {out / 'star.jsonl'} and {out / 'union'} ({summary['union_episodes']} episodes)")
+    if args.retrain == "bc":
+        kind, _, path = args.agent.partition(":")
+        if kind != "ppo":
+            raise SystemExit(f"--retrain bc needs a ppo:PATH agent (its configuration), got {args.agent!r}")
+        model = retrain_bc(original + trajs, path or None, out, epochs=args.bc_epochs, seed=args.seed,
+                           progress=not args.no_progress)
+        print(f"retrained on the union: {model}")
+    return 0

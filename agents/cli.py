@@ -19,6 +19,8 @@ COMMANDS: dict[str, str] = {
     "train-prm": "train_prm",
     "score-masks": "score_masks",
     "star": "star",
+    "tiny-vlm": "tiny_vlm",
+    "sft": "sft",
 }
 
 

@@ -46,7 +46,10 @@ def load_vlm(path: str | Path, *, device: str = "cpu", dtype: str = "auto", trus
                               "`hlmat tiny-vlm --out DIR` or pass a local Hugging Face checkpoint")
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
-    processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
+    try:
+        processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"cannot load the processor of {path}: {e}") from e
     if not isinstance(processor, ProcessorMixin):
         raise CheckpointError(f"AutoProcessor returned a {type(processor).__name__} for {path}, not a multimodal "
                               "processor: the folder lacks processor_config.json/preprocessor_config.json, or "

@@ -12,4 +12,11 @@ from hlmat_env.segmenters.sam import SamSegmenter, make_auto_segmenter  # import
 register_segmenter("sam", SamSegmenter)
 register_segmenter("auto", make_auto_segmenter)
 
+from hlmat_env.segmenters.graphcut import GraphCutSegmenter  # noqa: E402
+from hlmat_env.segmenters.grabcut_peer import GrabCutSegmenter  # noqa: E402
+
+register_segmenter("default", GraphCutSegmenter)
+register_segmenter("graphcut", GraphCutSegmenter)
+register_segmenter("grabcut", GrabCutSegmenter)
+
 __all__ = ["SEGMENTERS", "Prediction", "Segmenter", "make_segmenter", "predict_batch", "register_segmenter"]

@@ -24,10 +24,15 @@ Speed:
   ``label=-1`` points would add "not a point" tokens that change SAM's attention and so its masks, and the
   multimask rule depends on the click count. Tree search (K candidates = the same clicks + one new click)
   is therefore always a single call, and results equal sequential :meth:`~SamSegmenter.predict` calls.
+  On a CPU this saves no time (the decoder is compute-bound and does the same work per candidate: 8
+  candidates took as long batched as one by one in ``hlmat bench-sam``); the gain is expected on a GPU,
+  where K small calls are bound by kernel launches.
 - ``sam_low_res=True`` skips SAM's full ``postprocess_masks`` (two bilinear resizes through a 1024x1024
   float map) and resamples the 256x256 logits straight to ``H x W`` with one bilinear ``cv2.warpAffine``
   that uses the same pixel-centre mapping. The mask is still full resolution ``H x W``; it differs from the
-  exact one only along boundaries (``hlmat bench-sam`` measures the IoU and the time saved).
+  exact one only along boundaries (``hlmat bench-sam`` measures the IoU and the time saved). On a CPU the
+  exact postprocess costs ~7 ms per mask against ~0.5 s for the ViT-B decoder itself, so the option
+  matters little there.
 
 ``segment_anything`` and ``torch`` are imported on first use, so ``import hlmat_env`` stays light.
 """

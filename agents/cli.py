@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "benchmark": "benchmark",
     "train-ppo": "train_ppo",
     "bench-sam": "bench_sam",
+    "bench-segmenters": "bench_segmenters",
     "train-prm": "train_prm",
     "score-masks": "score_masks",
     "star": "star",

@@ -122,6 +122,8 @@ class GraphCutSegmenter:
         if not any(c.positive for c in clicks) and not has_prev and box is None:
             return Prediction(np.zeros((h, w), bool))
         fg_seed, bg_seed = self._seeds(clicks)
+        if box is not None and not has_prev:  # GrabCut's convention: outside the box is background
+            bg_seed |= ~self._box_region(box) & ~fg_seed
         model_fg = self._initial_model(clicks, prev if has_prev else None, box) | fg_seed
         fg = model_fg
         for _ in range(self.iterations):
@@ -149,16 +151,20 @@ class GraphCutSegmenter:
         sh, sw = self.small_shape
         if prev is not None:
             return cv2.resize(prev.mask.astype(np.uint8), (sw, sh), interpolation=cv2.INTER_AREA) > 0
-        region = np.zeros((sh, sw), np.uint8)
         if box is not None:
-            x, y, bw, bh = (int(round(v * self.scale)) for v in box)
-            region[max(0, y) : y + max(1, bh), max(0, x) : x + max(1, bw)] = 1
-            return region.astype(bool)
+            return self._box_region(box)
+        region = np.zeros((sh, sw), np.uint8)
         r0 = max(self.radius + 1, int(round(self.init_frac * max(sh, sw))))
         for c in clicks:
             if c.positive:
                 cv2.circle(region, self._small_xy(c), r0, 1, -1)
         return region.astype(bool)
+
+    def _box_region(self, box: Sequence[int]) -> np.ndarray:
+        x, y, bw, bh = (int(round(v * self.scale)) for v in box)
+        region = np.zeros(self.small_shape, bool)
+        region[max(0, y) : y + max(1, bh), max(0, x) : x + max(1, bw)] = True
+        return region
 
     def _unaries(self, fg_region: np.ndarray, bg_region: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``-log`` colour likelihoods (float HxW each) under the histograms of the two regions."""
@@ -174,6 +180,8 @@ class GraphCutSegmenter:
         return neg_log_hist(fg_region)[self._bin], neg_log_hist(bg_region)[self._bin]
 
     def _keep_seeded(self, fg: np.ndarray, fg_seed: np.ndarray) -> np.ndarray:
+        if not fg_seed.any():
+            return fg
         n, labels = cv2.connectedComponents(fg.astype(np.uint8), connectivity=4)
         keep = np.zeros(n, bool)
         keep[labels[fg_seed & fg]] = True

@@ -4,7 +4,7 @@ For smoke tests, the SFT loop's proof of learning on CPU, and users without weig
 local checkpoint (``AutoProcessor`` / ``AutoModelForImageTextToText``). Two architectures:
 
 * ``qwen2-vl``: ``Qwen2VLForConditionalGeneration``, text hidden 64, 2 layers; vision depth 2, patch 14, merge
-  2; Qwen2-VL's image processor with a small pixel budget (a 128x128 image becomes 16 image tokens).
+  2; Qwen2-VL's image processor with a small pixel budget (a 160x120 image becomes 24 image tokens).
 * ``llava``: ``LlavaForConditionalGeneration``, a 2-layer CLIP vision tower (56x56 input, patch 14: 16 image
   tokens) and a 2-layer Llama text model; LLaVA-1.5's ``USER: <image>\\n... ASSISTANT:`` template.
 
@@ -71,7 +71,7 @@ def build_tokenizer(arch: str, merges: int = 300):
         extra_special_tokens={"image_token": "<image>"})
 
 
-def _qwen2_vl(tokenizer, seed: int):
+def _qwen2_vl(tokenizer, seed: int, max_pixels: int):
     import torch
     from transformers import (Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor,
                               Qwen2VLProcessor, Qwen2VLVideoProcessor)
@@ -92,15 +92,15 @@ def _qwen2_vl(tokenizer, seed: int):
     )
     torch.manual_seed(seed)
     model = Qwen2VLForConditionalGeneration(config)
-    budget = {"shortest_edge": 56 * 56, "longest_edge": 112 * 112}
-    image_processor = Qwen2VLImageProcessor(size=budget, min_pixels=56 * 56, max_pixels=112 * 112)
+    budget = {"shortest_edge": 56 * 56, "longest_edge": max_pixels}
+    image_processor = Qwen2VLImageProcessor(size=budget, min_pixels=56 * 56, max_pixels=max_pixels)
     video_processor = Qwen2VLVideoProcessor(size=budget)
     processor = Qwen2VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
                                  video_processor=video_processor, chat_template=QWEN_TEMPLATE)
     return model, processor
 
 
-def _llava(tokenizer, seed: int):
+def _llava(tokenizer, seed: int, max_pixels: int):
     import torch
     from transformers import CLIPImageProcessor, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 
@@ -125,8 +125,10 @@ def _llava(tokenizer, seed: int):
     return model, processor
 
 
-def build_tiny_vlm(out: str | Path, arch: str = "qwen2-vl", seed: int = 0) -> Path:
+def build_tiny_vlm(out: str | Path, arch: str = "qwen2-vl", seed: int = 0, max_pixels: int = 160 * 160) -> Path:
     """Write a tiny random ``arch`` model (one of :data:`ARCHS`) and its processor to folder ``out``.
+
+    ``max_pixels`` is qwen2-vl's input pixel budget (a 160x120 image becomes 168x112 pixels: 24 image tokens).
 
     Returns:
         The folder, loadable with ``AutoProcessor.from_pretrained`` and
@@ -135,7 +137,7 @@ def build_tiny_vlm(out: str | Path, arch: str = "qwen2-vl", seed: int = 0) -> Pa
     if arch not in ARCHS:
         raise ValueError(f"arch must be one of {list(ARCHS)}, got {arch!r}")
     tokenizer = build_tokenizer(arch)
-    model, processor = (_qwen2_vl if arch == "qwen2-vl" else _llava)(tokenizer, seed)
+    model, processor = (_qwen2_vl if arch == "qwen2-vl" else _llava)(tokenizer, seed, max_pixels)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     out = Path(out)

@@ -86,7 +86,7 @@ def test_scripted_answers_become_env_actions(tiny_qwen, env):
 def test_coords_from_settings_file_and_qwen25_rule(tiny_qwen, tmp_path):
     agent = MLLMAgent(tiny_qwen, coords="qwen25")
     rule = resize_rule(agent.processor)
-    assert rule(160, 120) == smart_resize(160, 120, factor=28, min_pixels=56 * 56, max_pixels=112 * 112)
+    assert rule(160, 120) == smart_resize(160, 120, factor=28, min_pixels=56 * 56, max_pixels=160 * 160)
     assert agent.codec.format(Click(0, 0, True), 160, 120) == "Positive point: (0, 0)"
     (tiny_qwen / "hlmat.json").write_text(json.dumps({"coords": "llava"}))
     try:

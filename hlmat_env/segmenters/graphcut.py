@@ -56,6 +56,9 @@ class GraphCutSegmenter:
             box, as a fraction of the working long side.
         guide_radius: guided-filter window radius in full-resolution pixels (0: plain bilinear upsampling).
         guide_eps: guided-filter regulariser (grey levels in [0, 1]).
+        window: with a previous mask, only a window around the newest click is re-cut; its half-size is
+            ``window`` times the click's distance to the previous mask's same-label region (0: re-cut all).
+        min_window: smallest window half-size, in working pixels.
     """
 
     name = "graphcut"
@@ -71,6 +74,8 @@ class GraphCutSegmenter:
         init_frac: float = 0.12,
         guide_radius: int = 4,
         guide_eps: float = 1e-3,
+        window: float = 6.0,
+        min_window: int = 8,
     ):
         if side < 16:
             raise ValueError(f"side must be at least 16 pixels, got {side}")
@@ -79,6 +84,7 @@ class GraphCutSegmenter:
         self.side, self.gamma, self.bins, self.smooth = side, gamma, bins, smooth
         self.iterations, self.radius, self.init_frac = max(1, iterations), radius, init_frac
         self.guide_radius, self.guide_eps = guide_radius, guide_eps
+        self.window, self.min_window = window, min_window
         self._cut: GridCut | None = None
 
     def set_image(self, image: np.ndarray) -> None:
@@ -99,7 +105,8 @@ class GraphCutSegmenter:
         dy[:-1] = ((f[1:] - f[:-1]) ** 2).sum(-1)
         mean_sq = (dx[:, :-1].sum() + dy[:-1].sum()) / max(1, dx[:, :-1].size + dy[:-1].size)
         beta = 1.0 / (2.0 * mean_sq + 1e-6)
-        self._cut = GridCut(self.gamma * np.exp(-beta * dx), self.gamma * np.exp(-beta * dy))
+        self._wx, self._wy = self.gamma * np.exp(-beta * dx), self.gamma * np.exp(-beta * dy)
+        self._cut = GridCut(self._wx, self._wy)
         self._guide = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
 
     def predict(
@@ -124,6 +131,8 @@ class GraphCutSegmenter:
         fg_seed, bg_seed = self._seeds(clicks)
         if box is not None and not has_prev:  # GrabCut's convention: outside the box is background
             bg_seed |= ~self._box_region(box) & ~fg_seed
+        if has_prev and box is None and self.window > 0:
+            return self._local_update(clicks, prev, fg_seed, bg_seed)
         model_fg = self._initial_model(clicks, prev if has_prev else None, box) | fg_seed
         fg = model_fg
         for _ in range(self.iterations):
@@ -133,6 +142,44 @@ class GraphCutSegmenter:
             fg = self._keep_seeded(self._cut.solve(cost_fg, cost_bg), fg_seed)
             model_fg = fg | fg_seed
         return Prediction(self._upsample(fg))
+
+    def _local_update(
+        self, clicks: Sequence[Click], prev: Prediction, fg_seed: np.ndarray, bg_seed: np.ndarray
+    ) -> Prediction:
+        """Re-cut only a window around the newest click, the rest of the previous mask fixed.
+
+        The robot user clicks the middle of the largest error region, which reaches about as far from the
+        click as the nearest previous-mask pixel already carrying the click's label (distance ``d``); the
+        window's half-size is ``window * d`` (at least ``min_window`` working pixels). Its border ring is
+        held at the previous labels; colour models come from the whole previous mask.
+        """
+        sh, sw = self.small_shape
+        prev_small = self._initial_model(clicks, prev, None)
+        last = clicks[-1]
+        x, y = self._small_xy(last)
+        same = prev_small if last.positive else ~prev_small
+        d = cv2.distanceTransform((~same).astype(np.uint8), cv2.DIST_L2, 3)[y, x] if same.any() else max(sh, sw)
+        half = int(max(self.min_window, self.window * d))
+        y0, y1, x0, x1 = max(0, y - half), min(sh, y + half + 1), max(0, x - half), min(sw, x + half + 1)
+        win = (slice(y0, y1), slice(x0, x1))
+        model_fg = prev_small | fg_seed
+        cost_fg, cost_bg = self._unaries(model_fg & ~bg_seed, ~model_fg & ~fg_seed, win)
+        cost_fg[bg_seed[win]] = INF_COST
+        cost_bg[fg_seed[win]] = INF_COST
+        ring = np.zeros(cost_fg.shape, bool)
+        ring[0, :], ring[-1, :] = y0 > 0, y1 < sh
+        ring[:, 0] |= x0 > 0
+        ring[:, -1] |= x1 < sw
+        cost_fg[ring & ~prev_small[win]] = INF_COST
+        cost_bg[ring & prev_small[win]] = INF_COST
+        fg = prev_small.copy()
+        fg[win] = GridCut(self._wx[win], self._wy[win]).solve(cost_fg, cost_bg)
+        fg = self._keep_seeded(fg, fg_seed)
+        changed = fg != prev_small
+        if not changed.any():
+            return Prediction(prev.mask.copy())
+        ys, xs = np.nonzero(cv2.dilate(changed.astype(np.uint8), np.ones((3, 3), np.uint8)))
+        return Prediction(self._upsample(fg, prev.mask, (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1)))
 
     def _small_xy(self, c: Click) -> tuple[int, int]:
         sh, sw = self.small_shape
@@ -166,8 +213,11 @@ class GraphCutSegmenter:
         region[max(0, y) : y + max(1, bh), max(0, x) : x + max(1, bw)] = True
         return region
 
-    def _unaries(self, fg_region: np.ndarray, bg_region: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``-log`` colour likelihoods (float HxW each) under the histograms of the two regions."""
+    def _unaries(
+        self, fg_region: np.ndarray, bg_region: np.ndarray, win: tuple[slice, slice] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``-log`` colour likelihoods (float, working grid or its window ``win``) under the histograms of the
+        two regions."""
         nb = self.bins**3
 
         def neg_log_hist(region: np.ndarray) -> np.ndarray:
@@ -177,7 +227,8 @@ class GraphCutSegmenter:
             hist += 1e-3 * max(hist.sum(), 1.0) / nb  # a floor for colours never seen
             return -np.log(hist / hist.sum())
 
-        return neg_log_hist(fg_region)[self._bin], neg_log_hist(bg_region)[self._bin]
+        bins = self._bin if win is None else self._bin[win]
+        return neg_log_hist(fg_region)[bins], neg_log_hist(bg_region)[bins]
 
     def _keep_seeded(self, fg: np.ndarray, fg_seed: np.ndarray) -> np.ndarray:
         if not fg_seed.any():
@@ -188,11 +239,25 @@ class GraphCutSegmenter:
         keep[0] = False
         return keep[labels]
 
-    def _upsample(self, fg: np.ndarray) -> np.ndarray:
+    def _upsample(
+        self, fg: np.ndarray, base: np.ndarray | None = None, box: tuple[int, int, int, int] | None = None
+    ) -> np.ndarray:
+        """Full-resolution bool mask from the working-grid ``fg``; with ``base`` (bool HxW) and a working-grid
+        ``box`` (y0, y1, x0, x1), only that box is recomputed and the rest is copied from ``base``."""
         h, w = self.shape
         soft = fg.astype(np.float32)
         if self.scale < 1:
             soft = cv2.resize(soft, (w, h), interpolation=cv2.INTER_LINEAR)
+        if base is None or box is None:
+            y0, y1, x0, x1 = 0, h, 0, w
+        else:
+            y0, y1, x0, x1 = (int(v / self.scale) for v in box)
+            y0, x0, y1, x1 = max(0, y0 - 1), max(0, x0 - 1), min(h, y1 + 1), min(w, x1 + 1)
+        m = 2 * self.guide_radius + 2  # margin so that the filter sees full windows inside the box
+        Y0, Y1, X0, X1 = max(0, y0 - m), min(h, y1 + m), max(0, x0 - m), min(w, x1 + m)
+        crop = soft[Y0:Y1, X0:X1]
         if self.guide_radius > 0:
-            soft = guided_filter(self._guide, soft, self.guide_radius, self.guide_eps)
-        return soft > 0.5
+            crop = guided_filter(self._guide[Y0:Y1, X0:X1], crop, self.guide_radius, self.guide_eps)
+        out = np.zeros((h, w), bool) if base is None else base.copy()
+        out[y0:y1, x0:x1] = (crop > 0.5)[y0 - Y0 : y1 - Y0, x0 - X0 : x1 - X0]
+        return out

@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "train-prm": "train_prm",
     "score-masks": "score_masks",
     "star": "star",
+    "compare": "compare",
     "tiny-vlm": "tiny_vlm",
     "sft": "sft",
 }

@@ -13,9 +13,10 @@ pytest.importorskip("stable_baselines3")
 from agents.base import make_agent  # noqa: E402
 from agents.benchmark import benchmark  # noqa: E402
 from agents.ppo import PPOAgent, resolve_model  # noqa: E402
-from agents.ppo.bc import generate_demos  # noqa: E402
+from agents.ppo.bc import generate_demos, soft_target  # noqa: E402
 from agents.ppo.policy import ClickNet  # noqa: E402
 from agents.ppo.train import train  # noqa: E402
+from hlmat_env.actions import Click  # noqa: E402
 from hlmat_env.datasets.synthetic import SyntheticDataset  # noqa: E402
 from hlmat_env.errors import CheckpointError  # noqa: E402
 from hlmat_env.wrappers import sb3_wrap  # noqa: E402
@@ -39,26 +40,41 @@ def test_demos_follow_the_expert():
     assert d["image"].shape[1:] == (6, 40, 40) and d["image"].dtype == np.uint8
     assert len(d["action"]) == len(d["ret"]) == len(d["caption"]) <= 6
     assert (d["action"] < 128).all() and d["action"][0] < 64  # the first expert click is positive
+    assert d["target"].shape == (len(d["action"]), 128) and np.allclose(d["target"].sum(1), 1.0)
+
+
+def test_soft_target_covers_the_object():
+    truth = np.zeros((40, 40), np.int8)
+    truth[8:24, 16:32] = 1  # a square over grid cells 2..5 x 4..7 of an 8x8 grid (5 px cells)
+    pred = np.zeros((40, 40), bool)
+    t = soft_target(truth, pred, [], Click(23, 15, True), 8, 128, label=3 * 8 + 4)
+    cells = np.flatnonzero(t)
+    assert t.sum() == pytest.approx(1.0) and (cells < 64).all()  # positive clicks only
+    assert all(2 <= c // 8 <= 4 and 3 <= c % 8 <= 6 for c in cells) and len(cells) >= 2  # inside the square
+    pred[8:24, 16:32] = True
+    pred[30:38, 2:10] = True  # a false positive blob: the label moves to negative clicks on it
+    t = soft_target(truth, pred, [], Click(5, 33, False), 8, 128, label=64 + 6 * 8 + 1)
+    assert (np.flatnonzero(t) >= 64).all() and t[64 + 6 * 8 + 1] > 0
 
 
 @pytest.mark.slow
 def test_train_save_load_benchmark_resume(tmp_path):
     out = tmp_path / "run"
-    kw = dict(timesteps=64, bc_demos=tmp_path / "demos", bc_episodes=4, bc_epochs=2, subproc=False,
-              n_steps=32, batch_size=32, n_epochs=1, max_clicks=4, size=40, grid=8, progress=False,
-              checkpoint_every=32)
+    kw = dict(timesteps=32, bc_demos=tmp_path / "demos", bc_episodes=3, bc_clicks=2, bc_epochs=2, subproc=False,
+              n_steps=16, batch_size=16, n_epochs=1, max_clicks=3, size=32, grid=8, width=8, progress=False,
+              checkpoint_every=16)
     path = train(TRAIN, DiscSegmenter(), out, **kw)
     assert path == out / "model.zip" and (out / "bc_model.zip").exists() and (tmp_path / "demos/demos.npz").exists()
     assert json.loads((out / "model.json").read_text())["grid"] == 8
     assert list((out / "checkpoints").glob("ppo_*_steps.zip")) and list(out.glob("events.out.tfevents*"))
     assert (out / "training_curve.png").exists()
-    res = benchmark(["oracle", f"ppo:{out}", f"ppo:{out / 'bc_model.zip'}"], VAL, DiscSegmenter(),
-                    max_clicks=3, progress=False)
+    res = benchmark([f"ppo:{out}", f"ppo:{out / 'bc_model.zip'}"], VAL, DiscSegmenter(), max_clicks=3,
+                    progress=False)
     for m in res.metrics.values():
         assert m["invalid_rate"] == 0 and 0 <= m["miou@3"] <= 1
     for ep in res.episodes[f"ppo:{out}"]:  # never the same click twice
         assert len(set(ep.clicks)) == len(ep.clicks)
-    train(TRAIN, DiscSegmenter(), out, **{**kw, "timesteps": 32, "resume": True})
+    train(TRAIN, DiscSegmenter(), out, **{**kw, "timesteps": 16, "resume": True})
     assert any(out.glob("resume_*/progress.csv"))
 
 
@@ -76,9 +92,14 @@ def test_agent_sampling_and_errors(tmp_path):
     assert len(ds) == 4 and all(d.valid and d.action.shape == (3,) for d in ds)
     p = agent.probabilities(obs, env.unwrapped)
     assert p.shape == (128,) and p.sum() == pytest.approx(1.0)
+    state = env.unwrapped.get_state()
     first = agent.act(obs, env.unwrapped)
-    assert agent.probabilities(obs, env.unwrapped)[int(p.argmax())] == 0  # used clicks are not repeated
     assert first.valid
+    obs2, *_ = env.step(first.action)
+    assert agent.probabilities(obs2, env.unwrapped)[int(p.argmax())] == 0  # clicks in env.clicks are not repeated
+    env.unwrapped.set_state(state)  # a restored snapshot (tree search) gets the same decision: no agent memory
+    np.testing.assert_array_equal(agent.probabilities(obs, env.unwrapped), p)
+    np.testing.assert_array_equal(agent.act(obs, env.unwrapped).action, first.action)
 
 
 def test_shipped_model_loads():

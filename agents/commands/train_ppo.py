@@ -18,6 +18,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--bc-demos", default=None, metavar="DIR",
                    help="oracle demonstrations folder (DIR/demos.npz; generated there when missing)")
     p.add_argument("--bc-episodes", type=int, default=400, help="episodes to record when generating demos")
+    p.add_argument("--bc-clicks", type=int, default=3,
+                   help="clicks per demonstration episode (default: 3; 0: up to --max-clicks)")
     p.add_argument("--bc-epochs", type=int, default=10, help="behaviour-cloning epochs (default: 10)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in DIR")
     p.add_argument("--n-envs", type=int, default=2, help="parallel env workers (default: 2)")
@@ -26,6 +28,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--max-clicks", type=int, default=10, help="clicks per training episode (default: 10)")
     p.add_argument("--learning-rate", type=float, default=1e-4, help="PPO learning rate (default: 1e-4)")
     p.add_argument("--n-steps", type=int, default=128, help="rollout steps per env and update (default: 128)")
+    p.add_argument("--width", type=int, default=32, help="policy convolution channels (default: 32)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return p
@@ -38,9 +41,10 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     path = train(args.dataset, args.segmenter, args.out, timesteps=args.timesteps, bc_demos=args.bc_demos,
-                 bc_episodes=args.bc_episodes, bc_epochs=args.bc_epochs, resume=args.resume,
+                 bc_episodes=args.bc_episodes,
+                 bc_clicks=args.bc_clicks or None, bc_epochs=args.bc_epochs, resume=args.resume,
                  progress=not args.no_progress, n_envs=args.n_envs, grid=args.grid, size=args.size,
                  max_clicks=args.max_clicks, learning_rate=args.learning_rate, n_steps=args.n_steps,
-                 seed=args.seed)
+                 width=args.width, seed=args.seed)
     print(f"saved {path} (load it with --agent ppo:{args.out})")
     return 0

@@ -11,7 +11,7 @@ import numpy as np
 from agents.base import Agent, Decision
 from hlmat_env.actions import encode_click
 from hlmat_env.errors import CheckpointError, require
-from hlmat_env.wrappers import cell_click, encode_caption, stack_image_mask
+from hlmat_env.wrappers import cell_click, click_to_cell, encode_caption, stack_image_mask
 
 SHIPPED = "ppo_synthetic.zip"
 
@@ -37,9 +37,10 @@ def resolve_model(path: str | Path | None) -> Path:
 class PPOAgent(Agent):
     """Acts with a policy trained by :func:`agents.ppo.train.train` on the env's observation.
 
-    It rebuilds the training observation from the public views (image, mask, caption and its own clicks) with
-    the wrapper functions of :mod:`hlmat_env.wrappers`, and never repeats a click it already placed (a repeat
-    leaves the mask unchanged, so a deterministic policy would loop on it).
+    It rebuilds the training observation from the public views (image, mask, caption and ``env.clicks``) with
+    the wrapper functions of :mod:`hlmat_env.wrappers`, and never chooses a grid action whose click is already in
+    ``env.clicks`` (a repeat leaves the mask unchanged, so a deterministic policy would loop on it). It keeps no
+    memory of its own: every decision is a function of the env state, so tree search can restore snapshots.
 
     Args:
         path: model ``.zip`` or training folder; None loads the shipped baseline (``agents/assets``).
@@ -56,10 +57,6 @@ class PPOAgent(Agent):
         self.model = sb3.PPO.load(self.path, device="cpu")
         self.deterministic = deterministic
         self.rng = np.random.default_rng(seed)
-        self._used: set[int] = set()
-
-    def reset(self, env: Any) -> None:
-        self._used = set()
 
     def observation(self, obs: dict, env: Any) -> dict[str, np.ndarray]:
         """The wrapped observation the policy was trained on (see :func:`hlmat_env.wrappers.sb3_wrap`)."""
@@ -71,14 +68,20 @@ class PPOAgent(Agent):
         return out
 
     def probabilities(self, obs: dict, env: Any) -> np.ndarray:
-        """Action probabilities, float64 ``(n_actions,)``, with already-used clicks removed."""
+        """Action probabilities, float64 ``(n_actions,)``, zero for the grid actions of ``env.clicks``."""
         import torch
 
         o, _ = self.model.policy.obs_to_tensor(self.observation(obs, env))
         with torch.no_grad():
             p = self.model.policy.get_distribution(o).distribution.probs[0].double().numpy()
-        p[list(self._used)] = 0.0
+        p[self.used_actions(env)] = 0.0
         return p / p.sum() if p.sum() > 0 else np.full_like(p, 1.0 / len(p))
+
+    def used_actions(self, env: Any) -> list[int]:
+        """The grid actions whose cells hold a click of the same sign in ``env.clicks``."""
+        g = self.cfg["grid"]
+        h, w = env.mask.shape
+        return [click_to_cell(c, g, w, h) for c in env.clicks]
 
     def _decision(self, a: int, env: Any) -> Decision:
         g = self.cfg["grid"]
@@ -89,7 +92,6 @@ class PPOAgent(Agent):
     def act(self, obs: dict, env: Any) -> Decision:
         p = self.probabilities(obs, env)
         a = int(p.argmax()) if self.deterministic else int(self.rng.choice(len(p), p=p))
-        self._used.add(a)
         return self._decision(a, env)
 
     def sample(self, obs: dict, env: Any, k: int, rng: np.random.Generator) -> list[Decision]:

@@ -1,9 +1,13 @@
 """Behaviour cloning warm start: oracle demonstrations on the wrapped env, then cross-entropy on the policy.
 
-Demonstrations follow the robot user's clicks snapped to the click grid (the best a grid policy can copy); with
-probability ``explore`` a random grid click is taken instead (the label stays the expert's), so the clone
-also sees states off the expert's path. Values are regressed on the discounted return-to-go, which gives PPO
-a critic that already knows the task.
+Demonstrations follow the robot user. The label of a state is a *soft* target over the click grid: every cell of
+the expert's sign whose centre lies deep inside the error region the expert would click (false negatives for a
+positive click, false positives for a negative one), weighted by its distance to the region's border, keeping
+cells at least half as deep as the deepest one. The robot user's own click snapped to the grid is one of them;
+it is the only one when no cell centre falls inside the region. Soft targets tell the clone that any deep click
+on the right object is right, which a 1-of-512 label does not. With probability ``explore`` a random grid click
+is taken instead of the expert's, so the clone also sees states off the expert's path. Values are regressed on
+the discounted return-to-go, which gives PPO a critic that already knows the task.
 """
 from __future__ import annotations
 
@@ -15,29 +19,40 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from hlmat_env.robot_user import clicked_map, error_distances
 from hlmat_env.wrappers import click_to_cell
 
 log = logging.getLogger(__name__)
 DEMO_FILE = "demos.npz"
 
 
-def generate_demos(env: Any, n_episodes: int, *, explore: float = 0.2, gamma: float = 0.9, seed: int = 0,
-                   progress: bool = True) -> dict[str, np.ndarray]:
+def generate_demos(env: Any, n_episodes: int, *, clicks_per_episode: int | None = None, explore: float = 0.2,
+                   gamma: float = 0.9, seed: int = 0, progress: bool = True) -> dict[str, np.ndarray]:
     """Record oracle demonstrations on an :func:`~hlmat_env.wrappers.sb3_wrap`-ped env.
+
+    Args:
+        env: the wrapped env; episodes start on uniformly drawn samples of its dataset.
+        n_episodes: episodes to record.
+        clicks_per_episode: stop an episode after this many clicks (None: at the env's click budget). Early
+            clicks decide most of the IoU, so short episodes over more samples teach more per second.
+        explore: probability of taking a random grid click instead of the expert's (labels stay the expert's).
 
     Returns:
         ``image`` uint8 ``(N, C, S, S)``, ``caption`` float32 ``(N, D)`` (absent when the env has none),
-        ``action`` int64 ``(N,)`` (the expert's grid action), ``ret`` float32 ``(N,)`` (return-to-go).
+        ``action`` int64 ``(N,)`` (the expert's click snapped to the grid), ``target`` float32 ``(N, A)`` (the soft
+        label over the ``A`` grid actions, rows sum to 1), ``ret`` float32 ``(N,)`` (return-to-go).
     """
     grid, finish = _grid_of(env)
     rng = np.random.default_rng(seed)
     u = env.unwrapped
-    n_data = len(u.dataset)
-    images, captions, actions, returns = [], [], [], []
+    n_data, n_actions = len(u.dataset), 2 * grid**2 + int(finish)
+    images, captions, actions, targets, returns = [], [], [], [], []
     for ep in tqdm(range(n_episodes), desc="demos", disable=not progress, unit="episode"):
-        obs, _ = env.reset(seed=seed + ep, options={"index": int(rng.integers(n_data))})
+        index = int(rng.integers(n_data))
+        obs, _ = env.reset(seed=seed + ep, options={"index": index})
+        truth = np.asarray(u.dataset[index].target)
         rewards = []
-        while True:
+        while clicks_per_episode is None or len(rewards) < clicks_per_episode:
             click = u.expert_click()
             if click is None and not finish:
                 break
@@ -47,6 +62,7 @@ def generate_demos(env: Any, n_episodes: int, *, explore: float = 0.2, gamma: fl
             if "caption" in obs:
                 captions.append(obs["caption"])
             actions.append(label)
+            targets.append(soft_target(truth, u.mask, u.clicks, click, grid, n_actions, label))
             take = int(rng.integers(2 * grid**2)) if rng.random() < explore else label
             obs, r, term, trunc, _ = env.step(take)
             rewards.append(r)
@@ -57,9 +73,38 @@ def generate_demos(env: Any, n_episodes: int, *, explore: float = 0.2, gamma: fl
             g = r + gamma * g
             rtg.append(g)
         returns.extend(reversed(rtg))
-    out = {"image": np.stack(images), "action": np.array(actions, np.int64), "ret": np.array(returns, np.float32)}
+    out = {"image": np.stack(images), "action": np.array(actions, np.int64), "target": np.stack(targets),
+           "ret": np.array(returns, np.float32)}
     if captions:
         out["caption"] = np.stack(captions).astype(np.float32)
+    return out
+
+
+def soft_target(truth: np.ndarray, pred: np.ndarray, clicks: Any, click: Any, grid: int, n_actions: int,
+                label: int) -> np.ndarray:
+    """The soft label (float32 ``(n_actions,)``, sums to 1) of one state; see the module docstring.
+
+    Args:
+        truth: int HxW target (1 object, 0 background, -1 ignore); pred: bool HxW current mask.
+        clicks: clicks placed so far; click: the robot user's click (None: finish, label ``label`` only).
+        label: the grid action of ``click``.
+    """
+    out = np.zeros(n_actions, np.float32)
+    if click is None:
+        out[label] = 1.0
+        return out
+    h, w = pred.shape
+    dt_fn, dt_fp = error_distances(truth, pred, clicked_map(clicks, (h, w)))
+    dt = dt_fn if click.positive else dt_fp
+    rows = np.minimum(h - 1, ((np.arange(grid) + 0.5) * h / grid).astype(int))
+    cols = np.minimum(w - 1, ((np.arange(grid) + 0.5) * w / grid).astype(int))
+    depth = dt[np.ix_(rows, cols)].reshape(-1)
+    if depth.max() <= 0:
+        out[label] = 1.0
+        return out
+    depth = np.where(depth >= 0.5 * depth.max(), depth, 0.0)
+    offset = 0 if click.positive else grid**2
+    out[offset:offset + grid**2] = depth / depth.sum()
     return out
 
 
@@ -87,8 +132,10 @@ def load_or_generate(folder: str | Path, env: Any, n_episodes: int, **kwargs: An
 
 def behaviour_clone(policy: Any, demos: dict[str, np.ndarray], *, epochs: int = 10, batch_size: int = 128,
                     lr: float = 1e-3, value_coef: float = 0.5, seed: int = 0, progress: bool = True) -> list[dict]:
-    """Fit an SB3 actor-critic ``policy`` to ``demos``: cross-entropy on the actions plus ``value_coef`` times
-    the squared error of the value on the return-to-go. Returns one log row per epoch (loss, accuracy)."""
+    """Fit an SB3 actor-critic ``policy`` to ``demos``: cross-entropy against the soft labels (``target``;
+    one-hot ``action`` for demos without them) plus ``value_coef`` times the squared error of the value on the
+    return-to-go. Returns one log row per epoch: loss, and accuracy = how often the arg-max action has a
+    non-zero label (a click the soft label accepts)."""
     from stable_baselines3.common.preprocessing import preprocess_obs
 
     gen = torch.Generator().manual_seed(seed)
@@ -96,7 +143,10 @@ def behaviour_clone(policy: Any, demos: dict[str, np.ndarray], *, epochs: int = 
     opt = torch.optim.Adam(policy.parameters(), lr=lr)
     keys = [k for k in ("image", "caption") if k in demos]
     tensors = {k: torch.as_tensor(demos[k]) for k in keys}
-    actions, returns = torch.as_tensor(demos["action"]), torch.as_tensor(demos["ret"])
+    returns = torch.as_tensor(demos["ret"])
+    n_actions = policy.action_space.n
+    targets = (torch.as_tensor(demos["target"]) if "target" in demos
+               else torch.nn.functional.one_hot(torch.as_tensor(demos["action"]), n_actions).float())
     history = []
     policy.set_training_mode(True)
     for epoch in tqdm(range(epochs), desc="behaviour cloning", disable=not progress, unit="epoch"):
@@ -109,13 +159,13 @@ def behaviour_clone(policy: Any, demos: dict[str, np.ndarray], *, epochs: int = 
             latent_pi, latent_vf = policy.mlp_extractor(features)
             logits = policy.action_net(latent_pi)
             values = policy.value_net(latent_vf).flatten()
-            loss = torch.nn.functional.cross_entropy(logits, actions[idx])
+            loss = torch.nn.functional.cross_entropy(logits, targets[idx])
             loss = loss + value_coef * torch.nn.functional.mse_loss(values, returns[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
             tot += loss.item() * len(idx)
-            correct += int((logits.argmax(1) == actions[idx]).sum())
+            correct += int((targets[idx].gather(1, logits.argmax(1, keepdim=True)) > 0).sum())
             count += len(idx)
         history.append({"epoch": epoch + 1, "loss": tot / count, "accuracy": correct / count})
         log.info("bc epoch %d: loss %.4f accuracy %.3f", epoch + 1, tot / count, correct / count)

@@ -31,7 +31,7 @@ class ClickNet(BaseFeaturesExtractor):
     """
 
     def __init__(self, observation_space: gym.spaces.Dict, grid: int = 16, finish: bool = False,
-                 width: int = 48, value_dim: int = 64):
+                 width: int = 32, value_dim: int = 64):
         self.grid, self.finish, self.value_dim = int(grid), bool(finish), int(value_dim)
         self.n_logits = 2 * self.grid**2 + int(self.finish)
         super().__init__(observation_space, self.n_logits + self.value_dim)

@@ -25,6 +25,7 @@ class PPOConfig:
     finish: bool = False
     clicks: bool = True
     caption: bool = True
+    width: int = 32
     max_clicks: int = 10
     n_envs: int = 2
     n_steps: int = 128
@@ -70,15 +71,15 @@ def save_model(model: Any, path: str | Path, cfg: PPOConfig) -> Path:
 
 def train(dataset: Any = "synthetic:train", segmenter: Any = "default", out: str | Path = "runs/ppo", *,
           timesteps: int = 20_000, bc_demos: str | Path | None = None, bc_episodes: int = 400,
-          bc_epochs: int = 10, resume: bool = False, subproc: bool = True, checkpoint_every: int = 2048,
-          progress: bool = True, **config: Any) -> Path:
+          bc_clicks: int | None = 3, bc_epochs: int = 10, resume: bool = False, subproc: bool = True,
+          checkpoint_every: int = 2048, progress: bool = True, **config: Any) -> Path:
     """Train a PPO click policy and save ``out/model.zip``; returns its path.
 
     Args:
         dataset, segmenter: as for ``gym.make("HLMATEnv-v0", ...)``.
         timesteps: PPO environment steps (0: BC only).
         bc_demos: folder of oracle demonstrations (``demos.npz``, generated there with ``bc_episodes``
-            episodes if missing); None skips the warm start.
+            episodes of at most ``bc_clicks`` clicks if missing); None skips the warm start.
         bc_epochs: behaviour-cloning epochs.
         resume: continue from the newest checkpoint in ``out/checkpoints`` (or ``out/model.zip``).
         subproc: run the ``n_envs`` workers as subprocesses (else in-process).
@@ -112,12 +113,13 @@ def train(dataset: Any = "synthetic:train", segmenter: Any = "default", out: str
         model = PPO(SpatialPolicy, venv, n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
                     learning_rate=cfg.learning_rate, clip_range=cfg.clip_range, target_kl=cfg.target_kl,
                     ent_coef=cfg.ent_coef, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, seed=cfg.seed,
-                    policy_kwargs={"features_extractor_kwargs": {"grid": cfg.grid, "finish": cfg.finish}},
+                    policy_kwargs={"features_extractor_kwargs": {"grid": cfg.grid, "finish": cfg.finish,
+                                                             "width": cfg.width}},
                     device="cpu", verbose=0)
         if bc_demos is not None:
             demo_env = make_env(dataset, segmenter, cfg)
-            demos = load_or_generate(bc_demos, demo_env, bc_episodes, gamma=cfg.gamma, seed=cfg.seed,
-                                     progress=progress)
+            demos = load_or_generate(bc_demos, demo_env, bc_episodes, clicks_per_episode=bc_clicks,
+                                     gamma=cfg.gamma, seed=cfg.seed, progress=progress)
             demo_env.close()
             history = behaviour_clone(model.policy, demos, epochs=bc_epochs, seed=cfg.seed, progress=progress)
             (out / "bc_log.json").write_text(json.dumps(history, indent=1) + "\n")

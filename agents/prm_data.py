@@ -47,6 +47,32 @@ class PRMData:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def save(self, path: str | Path) -> Path:
+        """Write the states to ``path`` (compressed ``.npz``), to train again without rebuilding them."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, views=self.views, scalars=self.scalars, captions=self.captions,
+                            labels=self.labels, sample_ids=np.asarray(self.sample_ids, str),
+                            sources=np.asarray(self.sources, str))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "PRMData":
+        """Read states written by :meth:`save`."""
+        try:
+            with np.load(path) as z:
+                return cls(z["views"], z["scalars"], z["captions"], z["labels"], z["sample_ids"].tolist(),
+                           z["sources"].tolist())
+        except (OSError, KeyError, ValueError) as e:
+            raise ValueError(f"{path} is not a PRM state file written by PRMData.save: {e}") from None
+
+    @classmethod
+    def concat(cls, parts: Sequence["PRMData"]) -> "PRMData":
+        """The states of all ``parts``, in order."""
+        return cls(np.concatenate([d.views for d in parts]), np.concatenate([d.scalars for d in parts]),
+                   np.concatenate([d.captions for d in parts]), np.concatenate([d.labels for d in parts]),
+                   [x for d in parts for x in d.sample_ids], [x for d in parts for x in d.sources])
+
 
 class _Collector:
     def __init__(self, config: PRMConfig):
@@ -137,10 +163,41 @@ def _demo_states(demos: str | Path, col: _Collector, dataset: Any) -> dict[str, 
     return covered
 
 
+def _generated_states(spec: Any, segmenter: Any, ix: Sequence[int] | None, limit: int | None,
+                      config: PRMConfig, rollout_clicks: int, n_degraded: int, seed: int,
+                      progress: bool) -> PRMData | None:
+    """Rollout, degraded, box and target states of samples ``ix`` of ``spec`` (one rng per sample)."""
+    import gymnasium as gym
+    from tqdm.auto import tqdm
+
+    import hlmat_env  # noqa: F401  (registers HLMATEnv-v0)
+
+    col = _Collector(config)
+    env = gym.make("HLMATEnv-v0", dataset=spec, segmenter=segmenter, max_clicks=max(rollout_clicks, 1))
+    n = len(env.unwrapped.dataset)
+    ix = list(range(n if limit is None else min(n, limit))) if ix is None else ix
+    for i in tqdm(ix, desc="PRM states", disable=not progress, unit="sample"):
+        rng = np.random.default_rng([seed, int(i)])
+        _sample_states(env, int(i), rng, col, rollout_clicks, n_degraded)
+    env.close()
+    return col.data() if col.rows["labels"] else None
+
+
+def _generated_states_packed(args: tuple) -> PRMData | None:
+    return _generated_states(*args)
+
+
+def demo_states(demos: str | Path, config: PRMConfig = PRMConfig(), dataset: Any = None) -> PRMData:
+    """Only the demonstrations' states (every mask of every trajectory in ``demos``), labelled with true IoU."""
+    col = _Collector(config)
+    _demo_states(demos, col, dataset)
+    return col.data()
+
+
 def build_prm_dataset(dataset: Any = "synthetic:train", indices: Iterable[int] | None = None, *,
                       segmenter: Any = "default", demos: str | Path | None = None, limit: int | None = None,
                       config: PRMConfig = PRMConfig(), rollout_clicks: int = 10, n_degraded: int = 5,
-                      seed: int = 0, progress: bool = False) -> PRMData:
+                      seed: int = 0, workers: int = 1, progress: bool = False) -> PRMData:
     """Labelled PRM states (see the module docstring).
 
     Args:
@@ -152,27 +209,37 @@ def build_prm_dataset(dataset: Any = "synthetic:train", indices: Iterable[int] |
         demos: a demonstrations folder / JSONL file (:mod:`hlmat_env.trajectories`), optional.
         config: the PRM input configuration.
         rollout_clicks: clicks per noisy rollout; n_degraded: degraded targets per sample.
+        seed: base seed; each sample's states come from ``default_rng([seed, index])``, so the result does
+            not depend on ``workers``.
+        workers: processes that build the generated states (samples split in contiguous chunks).
     """
-    import gymnasium as gym
-    from tqdm.auto import tqdm
-
-    import hlmat_env  # noqa: F401  (registers HLMATEnv-v0)
-
     col = _Collector(config)
-    rng = np.random.default_rng(seed)
-    groups: dict[Any, Sequence[int]] = {}
+    groups: dict[Any, Sequence[int] | None] = {}
     if demos is not None:
         covered = _demo_states(demos, col, dataset)
         if indices is None:
             groups = {spec: sorted(ix)[:limit] if limit else sorted(ix) for spec, ix in covered.items()}
     if not groups:
         groups = {dataset: None if indices is None else list(indices)}
+    parts = [col.data()] if col.rows["labels"] else []
     for spec, ix in groups.items():
-        env = gym.make("HLMATEnv-v0", dataset=dataset if spec == "dataset" else spec, segmenter=segmenter,
-                       max_clicks=max(rollout_clicks, 1))
-        n = len(env.unwrapped.dataset)
-        ix = list(range(n if limit is None else min(n, limit))) if ix is None else ix
-        for i in tqdm(ix, desc="PRM states", disable=not progress, unit="sample"):
-            _sample_states(env, int(i), rng, col, rollout_clicks, n_degraded)
-        env.close()
-    return col.data()
+        spec = dataset if spec == "dataset" else spec
+        if workers <= 1:
+            parts.append(_generated_states(spec, segmenter, ix, limit, config, rollout_clicks, n_degraded, seed,
+                                           progress))
+            continue
+        if ix is None:
+            from hlmat_env.datasets import make_dataset
+
+            n = len(make_dataset(spec) if isinstance(spec, str) else spec)
+            ix = list(range(n if limit is None else min(n, limit)))
+        chunks = [list(c) for c in np.array_split(np.asarray(ix, int), workers) if len(c)]
+        import multiprocessing as mp
+
+        with mp.get_context("fork").Pool(len(chunks)) as pool:
+            parts += pool.map(_generated_states_packed, [(spec, segmenter, c, None, config, rollout_clicks,
+                                                        n_degraded, seed, False) for c in chunks])
+    parts = [p for p in parts if p is not None]
+    if not parts:
+        raise ValueError("no PRM training state was produced (empty dataset or empty targets?)")
+    return PRMData.concat(parts)

@@ -41,10 +41,49 @@ def test_training_beats_constant_predictor(disc_segmenter):
                             rollout_clicks=4, n_degraded=4, seed=1)
     assert train.views.shape[1:] == (2, 4, 32, 32) and len(set(train.sources)) >= 4
     assert ((train.labels >= 0) & (train.labels <= 1)).all()
-    model, history = train_prm(train, val, config=CFG, epochs=8, batch_size=64, lr=3e-3)
+    model, history = train_prm(train, val, config=CFG, epochs=8, batch_size=64, lr=3e-3, augment_data=False)
     m = evaluate_prm(model, val, history["train_mean"])
     assert m["mae"] < 0.8 * m["mae_constant"], m
     assert m["pearson"] > 0.5, m
+    # early stopping: the returned weights are the epoch with the lowest selection MAE
+    maes = [h["mae"] for h in history["val"]]
+    assert history["best_epoch"] == int(np.argmin(maes)) and m["mae"] == pytest.approx(min(maes), abs=1e-4)
+
+
+def test_augment_flips_views_and_caption_relations():
+    import torch
+
+    from agents.prm_train import _swap_pairs, augment
+
+    img = np.random.default_rng(0).integers(0, 255, (30, 40, 3), dtype=np.uint8)
+    m = np.zeros((30, 40), bool)
+    m[5:12, 2:9] = True
+    views, _ = prm_inputs(img, m, 32)
+    cap = caption_features("the disc left of the ring", 16)
+    swaps = _swap_pairs(16)
+    v = torch.from_numpy(np.stack([views] * 64))
+    out, caps = augment(v, torch.from_numpy(np.stack([cap] * 64)), torch.Generator().manual_seed(0), swaps)
+    assert out.shape == v.shape and float(out.min()) >= 0 and float(out.max()) <= 255
+    assert torch.equal(out[:, :, 3].sum((1, 2, 3)), v[:, :, 3].float().sum((1, 2, 3)))  # mask only moved
+    hflip = torch.tensor([any(torch.equal(out[i, :, 3], v[i, :, 3].float().flip(d)) for d in ((-1,), (-1, -2)))
+                          for i in range(64)])
+    (i, j), = swaps[0]
+    assert torch.allclose(caps[hflip, i], torch.tensor(cap[j])) and torch.allclose(caps[~hflip, i], torch.tensor(cap[i]))
+    assert 0 < int(hflip.sum()) < 64
+
+
+def test_states_save_load_and_workers(tmp_path, disc_segmenter):
+    from agents.prm_data import PRMData
+
+    one = build_prm_dataset("synthetic:val", range(3), segmenter=disc_segmenter, config=CFG, rollout_clicks=2,
+                            n_degraded=1, seed=3)
+    two = build_prm_dataset("synthetic:val", range(3), segmenter=disc_segmenter, config=CFG, rollout_clicks=2,
+                            n_degraded=1, seed=3, workers=2)
+    assert np.array_equal(one.labels, two.labels) and np.array_equal(one.views, two.views)
+    back = PRMData.load(one.save(tmp_path / "s.npz"))
+    assert np.array_equal(back.views, one.views) and back.sources == one.sources
+    with pytest.raises(ValueError, match="PRMData.save"):
+        PRMData.load(tmp_path / "missing.npz")
 
 
 def _checkpoint(tmp_path):

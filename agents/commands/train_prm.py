@@ -10,17 +10,34 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "train-prm", help="train the process reward model (IoU estimator); prints held-out Pearson/Spearman/MAE",
         description="Build PRM training states (demonstration masks from --data plus noisy-policy rollouts, "
-                    "degraded targets and boxes), train the value head, evaluate it on states of "
-                    "--val-dataset, and write DIR/prm.pt and DIR/metrics.json.")
+                    "degraded targets and boxes), train the value head keeping the epoch with the lowest MAE "
+                    "on a selection split (--select-*), report Pearson/Spearman/MAE on a separate held-out "
+                    "split (--val-*), and write DIR/prm.pt and DIR/metrics.json.")
     p.add_argument("--data", default=None,
-                   help="demonstrations folder/JSONL (hlmat generate); without it, states come from --dataset")
+                   help="demonstrations folder/JSONL (hlmat generate): their masks are added to the states "
+                        "generated from the first --limit samples of --dataset")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--dataset", default="synthetic:train",
                    help="training samples when --data is absent or its records name no dataset "
                         "(default: synthetic:train)")
-    p.add_argument("--limit", type=int, default=600, help="training samples (default: 600)")
+    p.add_argument("--limit", type=int, default=1500,
+                   help="training samples for rollout/degraded states (default: 1500)")
     p.add_argument("--val-dataset", default="synthetic:val", help="held-out samples (default: synthetic:val)")
-    p.add_argument("--val-limit", type=int, default=100, help="held-out samples (default: 100)")
+    p.add_argument("--val-limit", type=int, default=100,
+                   help="report on the first N held-out samples (default: 100)")
+    p.add_argument("--select-dataset", default="synthetic:val",
+                   help="selection split for early stopping (default: synthetic:val)")
+    p.add_argument("--select-range", default="100:200", metavar="START:STOP",
+                   help="samples of --select-dataset used for selection; must not overlap the report samples "
+                        "(default: 100:200; 'none' keeps the last epoch)")
+    p.add_argument("--cache", default=None, metavar="DIR",
+                   help="reuse/write the built states as DIR/{train,select,report}.npz")
+    p.add_argument("--workers", type=int, default=1, help="processes building states (default: 1)")
+    p.add_argument("--rollout-clicks", type=int, default=10, help="clicks per noisy rollout (default: 10)")
+    p.add_argument("--n-degraded", type=int, default=5, help="degraded targets per sample (default: 5)")
+    p.add_argument("--width", type=int, default=16, help="network width (default: 16)")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default: 2e-3)")
+    p.add_argument("--no-augment", action="store_true", help="no flips / colour jitter")
     p.add_argument("--segmenter", default="default", help="segmenter of the rollouts (default: default)")
     p.add_argument("--epochs", type=int, default=15, help="training epochs (default: 15)")
     p.add_argument("--size", type=int, default=64, help="input resolution of both views (default: 64)")
@@ -29,29 +46,65 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def _range(text: str) -> range | None:
+    if text == "none":
+        return None
+    try:
+        start, stop = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise SystemExit(f"--select-range must be START:STOP or none, got {text!r}") from None
+    return range(start, stop)
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     import torch
 
-    from agents.prm_data import build_prm_dataset
+    from agents.prm_data import PRMData, build_prm_dataset, demo_states
     from agents.prm_model import PRMConfig
     from agents.prm_train import evaluate_prm, save_prm, train_prm
 
     torch.set_num_threads(1)
-    config = PRMConfig(size=args.size)
+    config = PRMConfig(size=args.size, width=args.width)
     show = not args.no_progress
-    train = build_prm_dataset(args.dataset, segmenter=args.segmenter, demos=args.data, limit=args.limit,
-                              config=config, seed=args.seed, progress=show)
-    val = build_prm_dataset(args.val_dataset, segmenter=args.segmenter, limit=args.val_limit, config=config,
-                            seed=args.seed + 1, progress=show)
-    print(f"PRM states: {len(train)} train, {len(val)} held-out ({args.val_dataset}, {args.val_limit} samples)")
-    model, history = train_prm(train, val, config=config, epochs=args.epochs, seed=args.seed, progress=show)
-    metrics = evaluate_prm(model, val, history["train_mean"])
+    select_ix = _range(args.select_range)
+    if select_ix is not None and args.select_dataset == args.val_dataset and select_ix.start < args.val_limit:
+        raise SystemExit(f"--select-range {args.select_range} overlaps the report samples 0:{args.val_limit} "
+                         f"of {args.val_dataset}")
+    common = dict(segmenter=args.segmenter, config=config, rollout_clicks=args.rollout_clicks,
+                  n_degraded=args.n_degraded, workers=args.workers, progress=show)
+    builders = {
+        "train": lambda: build_prm_dataset(args.dataset, limit=args.limit, seed=args.seed, **common),
+        "report": lambda: build_prm_dataset(args.val_dataset, limit=args.val_limit, seed=args.seed + 1, **common),
+    }
+    if args.data is not None:
+        builders["demos"] = lambda: demo_states(args.data, config, args.dataset)
+    if select_ix is not None:
+        builders["select"] = lambda: build_prm_dataset(args.select_dataset, select_ix, seed=args.seed + 2, **common)
+    data: dict[str, PRMData] = {}
+    for name, build in builders.items():
+        path = Path(args.cache) / f"{name}.npz" if args.cache else None
+        if path is not None and path.is_file():
+            data[name] = PRMData.load(path)
+        else:
+            data[name] = build()
+            if path is not None:
+                data[name].save(path)
+    train, report, select = data["train"], data["report"], data.get("select")
+    if "demos" in data:
+        train = PRMData.concat([train, data["demos"]])
+    print(f"PRM states: {len(train)} train, {0 if select is None else len(select)} selection "
+          f"({args.select_dataset} {args.select_range}), {len(report)} held-out report "
+          f"({args.val_dataset}, first {args.val_limit} samples)")
+    model, history = train_prm(train, select, config=config, epochs=args.epochs, lr=args.lr, seed=args.seed,
+                               augment_data=not args.no_augment, progress=show)
+    metrics = evaluate_prm(model, report, history["train_mean"])
     out = Path(args.out)
     save_prm(model, out / "prm.pt", metrics)
     (out / "metrics.json").write_text(json.dumps({"heldout": metrics, "history": history,
-                                                  "train_states": len(train)}, indent=1) + "\n")
+                                                  "train_states": len(train), "args": vars(args)}, indent=1) + "\n")
+    print(f"best selection epoch {history['best_epoch'] + 1}/{args.epochs}")
     print(f"held-out: Pearson {metrics['pearson']:.3f}, Spearman {metrics['spearman']:.3f}, "
           f"MAE {metrics['mae']:.2f} IoU points (constant predictor: {metrics['mae_constant']:.2f}), "
           f"n={int(metrics['n'])}")

@@ -25,7 +25,8 @@ MIOU_KS = (1, 3, 5, 10, 20)
 
 @dataclass
 class EpisodeResult:
-    """One sample's run: ``ious[k-1]`` is the IoU after k clicks, ``click_seconds[k-1]`` the time of predict k."""
+    """One sample's run: ``ious[k-1]`` is the IoU after k clicks, ``click_seconds[k-1]`` the seconds that
+    predict k took."""
 
     sample_id: str
     ious: list[float] = field(default_factory=list)
@@ -60,19 +61,21 @@ def summarize_runs(runs: Sequence[EpisodeResult], max_clicks: int = 20) -> dict[
     times = [t for r in runs for t in r.click_seconds]
     out["sec_per_click_median"] = float(np.median(times)) if times else float("nan")
     out["sec_per_click_p90"] = float(np.percentile(times, 90)) if times else float("nan")
-    out["set_image_sec_median"] = float(np.median([r.set_image_seconds for r in runs])) if runs else float("nan")
+    sets = [r.set_image_seconds for r in runs]
+    out["set_image_sec_median"] = float(np.median(sets)) if sets else float("nan")
     out["clicks"] = float(len(times))
     return out
 
 
 def mean_curve(runs: Sequence[EpisodeResult], max_clicks: int = 20) -> list[float]:
     """Mean IoU after k = 1..max_clicks clicks (an episode that stopped early keeps its last IoU)."""
-    curves = [[r.ious[min(k, len(r.ious)) - 1] if r.ious else 0.0 for k in range(1, max_clicks + 1)] for r in runs]
+    ks = range(1, max_clicks + 1)
+    curves = [[r.ious[min(k, len(r.ious)) - 1] if r.ious else 0.0 for k in ks] for r in runs]
     return [float(v) for v in np.mean(curves, axis=0)] if curves else []
 
 
 def markdown_table(results: dict[str, dict[str, Any]]) -> str:
-    """Markdown table of :func:`summarize_runs` outputs, one row per segmenter, with ratios against the first."""
+    """Markdown table of :func:`summarize_runs` outputs (a row per segmenter), ratios against the first."""
     names = list(results)
     ref = results[names[0]]["summary"] if names else {}
     cols = ["NoC@85", "NoC@90", "NoF@85", "NoF@90"] + [f"mIoU@{k}" for k in MIOU_KS]

@@ -10,12 +10,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "bench-segmenters", help="compare segmenters under the standard robot-user protocol",
         description="Runs the robot user (clicked pixels excluded, all clicks and the previous prediction "
-                    "passed to predict) with each segmenter over a dataset; prints a markdown table and writes "
+                    "passed to predict) with each segmenter over a dataset; prints a markdown table and "
+                    "writes "
                     "OUT/segmenters.md, OUT/segmenters.json and OUT/segmenters_curves.png.")
     p.add_argument("--segmenter", default="default,grabcut",
-                   help="comma-separated segmenter names; ratios are against the first (default: default,grabcut)")
+                   help="comma-separated segmenter names; ratios are against the first "
+                        "(default: default,grabcut)")
     p.add_argument("--segmenter-kwargs", default="{}", metavar="JSON",
-                   help='JSON object of constructor kwargs per segmenter name, e.g. \'{"sam": {"checkpoint": "x.pth"}}\'')
+                   help="JSON object of constructor kwargs per segmenter name, "
+                        "e.g. '{\"sam\": {\"checkpoint\": \"x.pth\"}}'")
     p.add_argument("--dataset", default="folder:../shared/data/grabcut", help="dataset spec")
     p.add_argument("--limit", type=int, default=None, help="use only the first N samples")
     p.add_argument("--max-clicks", type=int, default=20, help="click budget per sample (default: 20)")
@@ -42,7 +45,13 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from agents.segmenter_benchmark import markdown_table, mean_curve, plot_curves, run_episode, summarize_runs
+    from agents.segmenter_benchmark import (
+        markdown_table,
+        mean_curve,
+        plot_curves,
+        run_episode,
+        summarize_runs,
+    )
     from hlmat_env.datasets import make_dataset
     from hlmat_env.segmenters import make_segmenter
 

@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hlmat_env.robot_user import clicked_map, error_distances
-from hlmat_env.wrappers import click_to_cell
+from hlmat_env.wrappers import RELATIONS, click_to_cell
 
 log = logging.getLogger(__name__)
 DEMO_FILE = "demos.npz"
@@ -130,12 +130,36 @@ def load_or_generate(folder: str | Path, env: Any, n_episodes: int, **kwargs: An
     return demos
 
 
-def behaviour_clone(policy: Any, demos: dict[str, np.ndarray], *, epochs: int = 10, batch_size: int = 128,
-                    lr: float = 1e-3, value_coef: float = 0.5, seed: int = 0, progress: bool = True) -> list[dict]:
+def flip_batch(batch: dict[str, torch.Tensor], targets: torch.Tensor, grid: int, axis: str,
+               relations: tuple[str, ...] = RELATIONS) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Mirror a batch of wrapped observations and their grid labels left-right (``axis="x"``) or up-down
+    (``"y"``), swapping the caption's "left of"/"right of" (or "above"/"below") bits, which keeps every
+    description true. ``batch["image"]`` is ``(N, C, S, S)``, ``targets`` ``(N, 2 * grid**2 [+ 1])``; the
+    caption (when present) is the :func:`hlmat_env.wrappers.encode_caption` code ending with the relations."""
+    dim = -1 if axis == "x" else -2
+    out = {"image": batch["image"].flip(dim)}
+    cells = 2 * grid**2
+    maps = targets[:, :cells].reshape(-1, 2, grid, grid).flip(dim).reshape(-1, cells)
+    targets = torch.cat([maps, targets[:, cells:]], 1)
+    if "caption" in batch:
+        pair = ("left of", "right of") if axis == "x" else ("above", "below")
+        cap = batch["caption"].clone()
+        base = cap.shape[1] - len(relations)
+        i, j = base + relations.index(pair[0]), base + relations.index(pair[1])
+        cap[:, [i, j]] = cap[:, [j, i]]
+        out["caption"] = cap
+    return out, targets
+
+
+def behaviour_clone(policy: Any, demos: dict[str, np.ndarray], *, epochs: int = 10, batch_size: int = 64,
+                    lr: float = 3e-3, value_coef: float = 0.5, augment: bool = True, seed: int = 0,
+                    progress: bool = True) -> list[dict]:
     """Fit an SB3 actor-critic ``policy`` to ``demos``: cross-entropy against the soft labels (``target``;
     one-hot ``action`` for demos without them) plus ``value_coef`` times the squared error of the value on the
-    return-to-go. Returns one log row per epoch: loss, and accuracy = how often the arg-max action has a
-    non-zero label (a click the soft label accepts)."""
+    return-to-go. With ``augment`` each batch is mirrored left-right and/or up-down at random
+    (:func:`flip_batch`; the grid must be square, as :class:`~hlmat_env.wrappers.CoarseClicks` makes it).
+    Returns one log row per epoch: loss, and accuracy = how often the arg-max action has a non-zero label (a
+    click the soft label accepts)."""
     from stable_baselines3.common.preprocessing import preprocess_obs
 
     gen = torch.Generator().manual_seed(seed)
@@ -145,6 +169,7 @@ def behaviour_clone(policy: Any, demos: dict[str, np.ndarray], *, epochs: int = 
     tensors = {k: torch.as_tensor(demos[k]) for k in keys}
     returns = torch.as_tensor(demos["ret"])
     n_actions = policy.action_space.n
+    grid = int(round((n_actions // 2) ** 0.5))
     targets = (torch.as_tensor(demos["target"]) if "target" in demos
                else torch.nn.functional.one_hot(torch.as_tensor(demos["action"]), n_actions).float())
     history = []
@@ -154,18 +179,22 @@ def behaviour_clone(policy: Any, demos: dict[str, np.ndarray], *, epochs: int = 
         tot, correct, count = 0.0, 0, 0
         for i in range(0, n, batch_size):
             idx = perm[i:i + batch_size]
-            obs = preprocess_obs({k: tensors[k][idx] for k in keys}, policy.observation_space)
+            batch, target = {k: tensors[k][idx] for k in keys}, targets[idx]
+            for axis in ("x", "y") if augment else ():
+                if torch.rand((), generator=gen) < 0.5:
+                    batch, target = flip_batch(batch, target, grid, axis)
+            obs = preprocess_obs(batch, policy.observation_space)
             features = policy.extract_features(obs)
             latent_pi, latent_vf = policy.mlp_extractor(features)
             logits = policy.action_net(latent_pi)
             values = policy.value_net(latent_vf).flatten()
-            loss = torch.nn.functional.cross_entropy(logits, targets[idx])
+            loss = torch.nn.functional.cross_entropy(logits, target)
             loss = loss + value_coef * torch.nn.functional.mse_loss(values, returns[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
             tot += loss.item() * len(idx)
-            correct += int((targets[idx].gather(1, logits.argmax(1, keepdim=True)) > 0).sum())
+            correct += int((target.gather(1, logits.argmax(1, keepdim=True)) > 0).sum())
             count += len(idx)
         history.append({"epoch": epoch + 1, "loss": tot / count, "accuracy": correct / count})
         log.info("bc epoch %d: loss %.4f accuracy %.3f", epoch + 1, tot / count, correct / count)

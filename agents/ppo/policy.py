@@ -38,13 +38,12 @@ class ClickNet(BaseFeaturesExtractor):
         c = observation_space["image"].shape[0]
         d = observation_space["caption"].shape[0] if "caption" in observation_space.spaces else 0
         self.caption_dim = d
-        self.conv1 = nn.Conv2d(c + 2, width, 3, padding=1)
-        self.conv2 = nn.Conv2d(width, width, 3, stride=2, padding=1)
+        self.conv1 = nn.Conv2d(c + 2, width, 5, stride=2, padding=2)
         self.film = nn.Linear(max(d, 1), 2 * width)
-        self.conv3 = nn.Conv2d(width, width, 3, stride=2, padding=1)
-        self.conv4 = nn.Conv2d(width, width, 3, padding=2, dilation=2)
+        self.conv2 = nn.Conv2d(width, width, 3, stride=2, padding=1)
+        self.conv3 = nn.Conv2d(width, width, 3, padding=2, dilation=2)
         self.context = nn.Linear(2 * width + d, width)
-        self.conv5 = nn.Conv2d(width, width, 3, padding=1)
+        self.conv4 = nn.Conv2d(width, width, 3, padding=1)
         self.head = nn.Conv2d(width, 2, 1)
         self.finish_head = nn.Linear(width, 1) if self.finish else None
         self.value = nn.Linear(3 * width, self.value_dim)
@@ -58,17 +57,16 @@ class ClickNet(BaseFeaturesExtractor):
         n, _, h, w = x.shape
         ys = torch.linspace(-1, 1, h, device=x.device).view(1, 1, h, 1).expand(n, 1, h, w)
         xs = torch.linspace(-1, 1, w, device=x.device).view(1, 1, 1, w).expand(n, 1, h, w)
-        x = F.relu(self.conv1(torch.cat([x, xs, ys], 1)))
-        x = self.conv2(x)
+        x = self.conv1(torch.cat([x, xs, ys], 1))
         cap = observations["caption"].float() if self.caption_dim else x.new_zeros(n, 1)
         gamma, beta = self.film(cap).chunk(2, dim=1)
         x = F.relu(x * (1 + gamma[..., None, None]) + beta[..., None, None])
-        x = F.relu(self.conv3(x))
+        x = F.relu(self.conv2(x))
         x = F.adaptive_avg_pool2d(x, self.grid) if x.shape[-1] != self.grid else x
-        x = F.relu(self.conv4(x))
+        x = F.relu(self.conv3(x))
         pooled = torch.cat([x.mean((2, 3)), x.amax((2, 3))] + ([cap] if self.caption_dim else []), 1)
         ctx = F.relu(self.context(pooled))
-        x = F.relu(self.conv5(x + ctx[..., None, None]))
+        x = F.relu(self.conv4(x + ctx[..., None, None]))
         parts = [self.head(x).flatten(1)]
         if self.finish_head is not None:
             parts.append(self.finish_head(ctx))

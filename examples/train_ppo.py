@@ -1,7 +1,7 @@
 """Train the PPO baseline: oracle demonstrations -> behaviour cloning -> PPO fine-tuning, then score it.
 
 Tiny budget by default (a smoke run); the README numbers come from ``hlmat train-ppo`` (see the README):
-    hlmat train-ppo --dataset synthetic:train --out runs/ppo --bc-demos runs/ppo_demos --bc-episodes 1000 \
+    hlmat train-ppo --dataset synthetic:train --out runs/ppo --bc-demos runs/ppo_demos --bc-episodes 1000
         --bc-clicks 2 --bc-epochs 16 --max-clicks 5 --timesteps 3072
 """
 from __future__ import annotations

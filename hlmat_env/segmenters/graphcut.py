@@ -9,15 +9,23 @@ Method (a GrabCut-style energy with few, principled parameters, not tuned image 
 1. ``set_image``: downscale so that the long side is at most ``side`` pixels (INTER_AREA); quantise colours
    into ``bins``^3 RGB bins; contrast-sensitive Potts weights ``gamma * exp(-beta |I_p - I_q|^2)`` with
    ``beta = 1 / (2 mean |I_p - I_q|^2)`` (Boykov-Jolly / GrabCut); the min-cut graph (:class:`GridCut`).
-2. ``predict``: hard seeds are discs of ``radius`` working pixels around the clicks. Colour histograms
-   (smoothed, ``-log`` likelihood unaries) are learnt from the previous mask (foreground) and its complement,
-   or, without one, from a box, or from discs of ``init_frac`` of the long side around the positive clicks
-   against the rest of the image. ``iterations`` rounds of cut + re-learning (GrabCut's EM).
+   Geodesic distances on the working grid use the edge length ``1 + |I_p - I_q| / mean |I_p - I_q|`` (one
+   unit per pixel plus the colour change crossed, relative to the image's mean step), so a "geodesic disc"
+   of radius ``r`` (distance <= ``2 r``) is a Euclidean disc of radius about ``r`` in a homogeneous region and
+   stops at edges: its size adapts to the local homogeneity around a click.
+2. ``predict``: hard seeds are geodesic discs of ``radius`` working pixels around the clicks (later clicks
+   override earlier ones). Colour histograms (smoothed, ``-log`` likelihood unaries) are learnt for the
+   foreground from the previous mask plus the geodesic discs of ``init_frac`` of the long side around the
+   positive clicks, minus those around the negative clicks, and for the background from the rest; without a
+   previous mask, from a box or from the positive clicks' geodesic discs alone (so a small object's first
+   click learns the object's colours, not the background around it). ``iterations`` rounds of cut +
+   re-learning (GrabCut's EM).
 3. Only foreground components that hold a positive click are kept (the object is connected to its clicks).
 4. With a previous mask, steps 2-3 re-cut only a window around the newest click (the rest of the mask is
    kept; see :meth:`GraphCutSegmenter._local_update`): about 15 ms per click instead of a full-grid cut.
 5. The working-resolution mask is upsampled and refined with a guided filter on the full-resolution grey
-   image (only inside the changed box after a local re-cut).
+   image (only inside the changed box after a local re-cut); the hard seeds are then written into it, so a
+   click always changes at least its own seed region (a click is never a no-op).
 """
 from __future__ import annotations
 
@@ -26,6 +34,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 from scipy.ndimage import gaussian_filter
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import dijkstra
 
 from hlmat_env.actions import Click
 from hlmat_env.segmenters.base import Prediction
@@ -54,9 +64,9 @@ class GraphCutSegmenter:
         bins: colour histogram bins per RGB channel.
         smooth: Gaussian smoothing of the histograms, in bins.
         iterations: rounds of min cut + colour-model re-learning per prediction.
-        radius: hard-seed disc radius around each click, in working pixels.
-        init_frac: foreground-model disc radius around positive clicks when there is no previous mask or
-            box, as a fraction of the working long side.
+        radius: hard-seed geodesic disc radius around each click, in working pixels.
+        init_frac: colour-model geodesic disc radius around the clicks, as a fraction of the working long
+            side.
         guide_radius: guided-filter window radius in full-resolution pixels (0: plain bilinear upsampling).
         guide_eps: guided-filter regulariser (grey levels in [0, 1]).
         window: with a previous mask, only a window around the newest click is re-cut; its half-size is
@@ -110,6 +120,14 @@ class GraphCutSegmenter:
         beta = 1.0 / (2.0 * mean_sq + 1e-6)
         self._wx, self._wy = self.gamma * np.exp(-beta * dx), self.gamma * np.exp(-beta * dy)
         self._cut = GridCut(self._wx, self._wy)
+        step = np.sqrt(np.concatenate([dx[:, :-1].ravel(), dy[:-1].ravel()]))
+        length = 1.0 + step / (step.mean() + 1e-6)
+        idx = np.arange(sh * sw).reshape(sh, sw)
+        a = np.concatenate([idx[:, :-1].ravel(), idx[:-1].ravel()])
+        b = np.concatenate([idx[:, 1:].ravel(), idx[1:].ravel()])
+        self._geo_graph = csr_matrix((np.concatenate([length, length]),
+                                      (np.concatenate([a, b]), np.concatenate([b, a]))), shape=(sh * sw,) * 2)
+        self._geo_cache: dict[tuple[int, int], np.ndarray] = {}
         self._guide = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
 
     def predict(
@@ -144,7 +162,7 @@ class GraphCutSegmenter:
             cost_bg[fg_seed] = INF_COST
             fg = self._keep_seeded(self._cut.solve(cost_fg, cost_bg), fg_seed)
             model_fg = fg | fg_seed
-        return Prediction(self._upsample(fg))
+        return Prediction(self._write_seeds(self._upsample(fg), fg_seed, bg_seed))
 
     def _local_update(
         self, clicks: Sequence[Click], prev: Prediction, fg_seed: np.ndarray, bg_seed: np.ndarray
@@ -167,7 +185,8 @@ class GraphCutSegmenter:
         half = int(max(self.min_window, self.window * d))
         y0, y1, x0, x1 = max(0, y - half), min(sh, y + half + 1), max(0, x - half), min(sw, x + half + 1)
         win = (slice(y0, y1), slice(x0, x1))
-        model_fg = prev_small | fg_seed
+        pos_region, neg_region = self._regions(clicks, self._model_radius())
+        model_fg = (prev_small | fg_seed | pos_region) & ~neg_region
         cost_fg, cost_bg = self._unaries(model_fg & ~bg_seed, ~model_fg & ~fg_seed, win)
         cost_fg[bg_seed[win]] = INF_COST
         cost_bg[fg_seed[win]] = INF_COST
@@ -182,21 +201,50 @@ class GraphCutSegmenter:
         fg = self._keep_seeded(fg, fg_seed)
         changed = fg != prev_small
         if not changed.any():
-            return Prediction(prev.mask.copy())
+            return Prediction(self._write_seeds(prev.mask.copy(), fg_seed, bg_seed))
         ys, xs = np.nonzero(cv2.dilate(changed.astype(np.uint8), np.ones((3, 3), np.uint8)))
-        return Prediction(self._upsample(fg, prev.mask, (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1)))
+        out = self._upsample(fg, prev.mask, (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1))
+        return Prediction(self._write_seeds(out, fg_seed, bg_seed))
 
     def _small_xy(self, c: Click) -> tuple[int, int]:
         sh, sw = self.small_shape
         return min(sw - 1, int(c.x * self.scale)), min(sh - 1, int(c.y * self.scale))
 
+    def _model_radius(self) -> float:
+        return self.init_frac * max(self.small_shape)
+
+    def _geodesic(self, c: Click) -> np.ndarray:
+        """Float working-grid geodesic distance from the click's cell (inf beyond the largest disc used)."""
+        xy = self._small_xy(c)
+        if xy not in self._geo_cache:
+            sh, sw = self.small_shape
+            limit = 2.0 * max(self._model_radius(), self.radius)
+            dist = dijkstra(self._geo_graph, indices=xy[1] * sw + xy[0], limit=limit)
+            self._geo_cache[xy] = dist.reshape(sh, sw)
+        return self._geo_cache[xy]
+
+    def _regions(self, clicks: Sequence[Click], radius: float) -> tuple[np.ndarray, np.ndarray]:
+        """Bool working-grid unions of the geodesic discs of ``radius`` around the positive and the negative
+        clicks (later clicks override earlier ones where discs overlap)."""
+        fg = np.zeros(self.small_shape, bool)
+        bg = np.zeros(self.small_shape, bool)
+        for c in clicks:
+            disc = self._geodesic(c) <= 2.0 * radius
+            fg[disc], bg[disc] = c.positive, not c.positive
+        return fg, bg
+
     def _seeds(self, clicks: Sequence[Click]) -> tuple[np.ndarray, np.ndarray]:
-        fg = np.zeros(self.small_shape, np.uint8)
-        bg = np.zeros(self.small_shape, np.uint8)
-        for c in clicks:  # later clicks override earlier ones where discs overlap
-            cv2.circle(fg, self._small_xy(c), self.radius, int(c.positive), -1)
-            cv2.circle(bg, self._small_xy(c), self.radius, int(not c.positive), -1)
-        return fg.astype(bool), bg.astype(bool)
+        return self._regions(clicks, self.radius)
+
+    def _write_seeds(self, mask: np.ndarray, fg_seed: np.ndarray, bg_seed: np.ndarray) -> np.ndarray:
+        """``mask`` (bool HxW) with the working-grid hard seeds written in at full resolution."""
+        h, w = self.shape
+        label = fg_seed.astype(np.uint8) + 2 * bg_seed.astype(np.uint8)
+        if self.scale < 1:
+            label = cv2.resize(label, (w, h), interpolation=cv2.INTER_NEAREST)
+        mask[label == 1] = True
+        mask[label == 2] = False
+        return mask
 
     def _initial_model(
         self, clicks: Sequence[Click], prev: Prediction | None, box: Sequence[int] | None
@@ -207,12 +255,7 @@ class GraphCutSegmenter:
             return cv2.resize(prev.mask.astype(np.uint8), (sw, sh), interpolation=cv2.INTER_AREA) > 0
         if box is not None:
             return self._box_region(box)
-        region = np.zeros((sh, sw), np.uint8)
-        r0 = max(self.radius + 1, int(round(self.init_frac * max(sh, sw))))
-        for c in clicks:
-            if c.positive:
-                cv2.circle(region, self._small_xy(c), r0, 1, -1)
-        return region.astype(bool)
+        return self._regions(clicks, self._model_radius())[0]
 
     def _box_region(self, box: Sequence[int]) -> np.ndarray:
         x, y, bw, bh = (int(round(v * self.scale)) for v in box)

@@ -5,13 +5,14 @@ Reads either export format: TRL (``train.jsonl``, conversational prompt/completi
 text; the loss covers the answer tokens only (the end-of-turn tokens included): labels are -100 over the whole
 prompt, whose length is counted *after* the processor expands the image placeholder into image tokens. Nothing
 is truncated (a too-long sample is dropped and counted, so image tokens are never cut). Training uses
-transformers' ``Trainer`` (checkpoints every ``save_steps``, ``resume=True`` continues from the last one); the
+transformers' ``Trainer`` (cosine schedule after a 5% warm-up; each sample is encoded once and kept; checkpoints every ``save_steps``, ``resume=True`` continues from the last one); the
 final model, processor and ``hlmat.json`` (the codec) are saved in ``out``.
 """
 from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,10 @@ from agents.mllm import SETTINGS_FILE, load_vlm
 from hlmat_env.errors import DatasetError
 
 log = logging.getLogger(__name__)
+
+
+IMAGE_KEYS = ("pixel_values", "image_grid_thw", "image_sizes")
+"""Processor outputs with one row per image (concatenated across a batch, never padded)."""
 
 
 @dataclass(frozen=True)
@@ -107,18 +112,38 @@ class SFTCollator:
         prompt, _ = self.texts(s)
         return int(self.processor(text=[prompt], images=[image], return_tensors="pt")["input_ids"].shape[1])
 
-    def __call__(self, samples: list[SFTSample]) -> dict[str, Any]:
+    def encode(self, s: SFTSample) -> dict[str, Any]:
+        """One sample's tensors: 1-D ``input_ids``/``attention_mask``/``labels`` (-100 over the prompt) and the
+        processor's image tensors (``pixel_values``... with a leading image dimension)."""
         from PIL import Image
 
-        images = [Image.open(s.image).convert("RGB") for s in samples]
-        fulls = [self.texts(s)[1] for s in samples]
-        batch = self.processor(text=fulls, images=images, return_tensors="pt", padding=True, padding_side="left")
-        labels = batch["input_ids"].clone()
-        pads = (batch["attention_mask"] == 0).sum(dim=1)
-        for i, (s, image) in enumerate(zip(samples, images)):
-            labels[i, : int(pads[i]) + self.prompt_length(s, image)] = -100
-        batch["labels"] = labels
-        return dict(batch)
+        image = Image.open(s.image).convert("RGB")
+        enc = self.processor(text=[self.texts(s)[1]], images=[image], return_tensors="pt")
+        length = enc["input_ids"].shape[1]
+        # per-token tensors (input_ids, attention_mask, mm_token_type_ids...) lose the batch dimension
+        item = {k: v[0] if v.ndim == 2 and v.shape == (1, length) and k not in IMAGE_KEYS else v
+                for k, v in enc.items()}
+        labels = item["input_ids"].clone()
+        labels[: self.prompt_length(s, image)] = -100
+        item["labels"] = labels
+        return item
+
+    def __call__(self, samples: list[SFTSample | dict[str, Any]]) -> dict[str, Any]:
+        """A left-padded batch from samples or their :meth:`encode` results; image tensors are concatenated."""
+        import torch
+
+        items = [x if isinstance(x, dict) else self.encode(x) for x in samples]
+        n = max(len(x["input_ids"]) for x in items)
+        pad = self.processor.tokenizer.pad_token_id
+        batch: dict[str, Any] = {}
+        for key in items[0]:
+            if items[0][key].ndim == 1:  # per token: left padding
+                fill = {"input_ids": pad, "labels": -100}.get(key, 0)
+                batch[key] = torch.stack([torch.cat([torch.full((n - len(x[key]),), fill, dtype=x[key].dtype),
+                                                     x[key]]) for x in items])
+            else:
+                batch[key] = torch.cat([x[key] for x in items])
+        return batch
 
 
 def sft(data: str | Path, model_path: str | Path, out: str | Path, *, coords: str = "segagent-qwen",
@@ -141,19 +166,20 @@ def sft(data: str | Path, model_path: str | Path, out: str | Path, *, coords: st
     model.train()
     collator = SFTCollator(processor)
     if max_length is not None:
-        kept = [s for s in samples if len(collator([s])["input_ids"][0]) <= max_length]
+        kept = [s for s in samples if len(collator.encode(s)["input_ids"]) <= max_length]
         log.warning("dropped %d of %d samples longer than %d tokens", len(samples) - len(kept), len(samples),
                     max_length)
         samples = kept
     ckpt_dir = out / "checkpoints"
+    total_steps = math.ceil(len(samples) / batch_size) * epochs
     args = TrainingArguments(
         output_dir=str(ckpt_dir), per_device_train_batch_size=batch_size, num_train_epochs=epochs,
-        learning_rate=lr, lr_scheduler_type="cosine", warmup_steps=0, weight_decay=0.0,
+        learning_rate=lr, lr_scheduler_type="cosine", warmup_steps=int(0.05 * total_steps), weight_decay=0.0,
         save_strategy="steps", save_steps=save_steps, save_total_limit=2, logging_steps=logging_steps,
         report_to=[], remove_unused_columns=False, dataloader_num_workers=0, seed=seed,
         use_cpu=device == "cpu", disable_tqdm=True,
     )
-    trainer = Trainer(model=model, args=args, train_dataset=_ListDataset(samples), data_collator=collator)
+    trainer = Trainer(model=model, args=args, train_dataset=_EncodedDataset(samples, collator), data_collator=collator)
     has_ckpt = ckpt_dir.is_dir() and any(ckpt_dir.glob("checkpoint-*"))
     trainer.train(resume_from_checkpoint=True if resume and has_ckpt else None)
     trainer.save_model(str(out))
@@ -163,14 +189,17 @@ def sft(data: str | Path, model_path: str | Path, out: str | Path, *, coords: st
     return out
 
 
-class _ListDataset:
-    """A map-style dataset over a list (what ``Trainer`` needs)."""
+class _EncodedDataset:
+    """A map-style dataset (what ``Trainer`` needs) that encodes each sample once and keeps the tensors."""
 
-    def __init__(self, items: list[Any]):
-        self.items = items
+    def __init__(self, samples: list[SFTSample], collator: SFTCollator):
+        self.samples, self.collator = samples, collator
+        self.cache: dict[int, dict[str, Any]] = {}
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.samples)
 
-    def __getitem__(self, i: int) -> Any:
-        return self.items[i]
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        if i not in self.cache:
+            self.cache[i] = self.collator.encode(self.samples[i])
+        return self.cache[i]

@@ -23,9 +23,9 @@ from tests.conftest import DiscSegmenter
 CODEC = "qwen2"
 
 
-def demonstrations(n: int, split: str = "train", radius: int = 10):
+def demonstrations(n: int, split: str = "train", radius: int = 10, max_clicks: int = 20):
     env = gym.make("HLMATEnv-v0", dataset=f"synthetic:{split}", segmenter=DiscSegmenter(radius))
-    return [record_trajectory(env, i, dataset_spec=f"synthetic:{split}") for i in range(n)]
+    return [record_trajectory(env, i, dataset_spec=f"synthetic:{split}", max_clicks=max_clicks) for i in range(n)]
 
 
 @pytest.fixture(scope="module")
@@ -74,26 +74,26 @@ def test_bad_data_folders(tmp_path):
 
 @pytest.mark.slow
 def test_end_to_end_sft_beats_random(tiny, tmp_path):
-    """The loop in small: demonstrations of 2 scenes -> TRL export -> SFT of the tiny model (checkpoint, then
-    resume) -> the fine-tuned agent on those scenes: its answers parse and it beats the random agent's mIoU@5
-    by at least 0.2. (Held-out numbers come from the full pipeline in the README.)"""
+    """The loop in small: the first clicks of 2 scenes -> TRL export -> SFT of the tiny model (checkpoint, then
+    resume) -> the fine-tuned agent on those scenes with a one-click budget: its answers parse and its IoU beats
+    the random agent's by at least 0.2. (Held-out mIoU@5 comes from the full pipeline in the README.)"""
     scenes = 2
     data = tmp_path / "data"
-    n = export_trl(demonstrations(scenes), data, coords=CODEC)
+    n = export_trl(demonstrations(scenes, max_clicks=1), data, coords=CODEC)
     out = tmp_path / "sft"
-    sft(data, tiny, out, coords=CODEC, epochs=40, batch_size=n, lr=5e-3, save_steps=20)
+    sft(data, tiny, out, coords=CODEC, epochs=10, batch_size=n, lr=5e-3, save_steps=10)
     assert sorted(p.name for p in (out / "checkpoints").glob("checkpoint-*"))
-    sft(data, tiny, out, coords=CODEC, epochs=120, batch_size=n, lr=5e-3, save_steps=10**6, resume=True)
+    sft(data, tiny, out, coords=CODEC, epochs=80, batch_size=n, lr=5e-3, save_steps=10**6, resume=True)
     assert json.loads((out / "hlmat.json").read_text())["coords"] == CODEC
 
-    env = gym.make("HLMATEnv-v0", dataset="synthetic:train", segmenter=DiscSegmenter(10), max_clicks=5)
+    env = gym.make("HLMATEnv-v0", dataset="synthetic:train", segmenter=DiscSegmenter(10), max_clicks=1)
     scores = {}
     for spec in (f"mllm:{out}", "random"):
         agent = make_agent(spec)
         eps = [run_episode(env, agent, index=i, seed=i) for i in range(scenes)]
         steps = sum(len(e.step_seconds) for e in eps)
         parse = 1 - sum(e.invalid for e in eps) / steps
-        miou5 = float(np.mean([e.ious[min(5, len(e.ious)) - 1] if e.ious else e.start_iou for e in eps]))
-        scores[spec.split(":")[0]] = (parse, miou5)
+        miou = float(np.mean([e.ious[-1] if e.ious else e.start_iou for e in eps]))
+        scores[spec.split(":")[0]] = (parse, miou)
     assert scores["mllm"][0] >= 0.99, scores
     assert scores["mllm"][1] >= scores["random"][1] + 0.2, scores

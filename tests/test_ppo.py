@@ -108,3 +108,24 @@ def test_shipped_model_loads():
     except CheckpointError:
         pytest.skip("no shipped PPO model in agents/assets yet")
     assert isinstance(make_agent("ppo"), PPOAgent)
+
+
+def test_bc_fits_through_the_inference_path():
+    """BC must train the very path PPOAgent acts with (SB3 scales the image once); without the caption only the
+    image tells the states apart, so fitting them proves the image reaches the trained network."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from agents.ppo.bc import behaviour_clone
+    from agents.ppo.policy import SpatialPolicy
+
+    env = sb3_wrap(gym.make("HLMATEnv-v0", dataset=TRAIN, segmenter=DiscSegmenter(), max_clicks=2), size=32,
+                   grid=8, caption=False)
+    d = generate_demos(env, 6, clicks_per_episode=1, explore=0.0, progress=False)
+    model = PPO(SpatialPolicy, DummyVecEnv([lambda: env]), n_steps=16, device="cpu", seed=0,
+                policy_kwargs={"features_extractor_kwargs": {"grid": 8, "width": 16}})
+    behaviour_clone(model.policy, d, epochs=60, batch_size=8, lr=3e-3, augment=False, progress=False)
+    with torch.no_grad():
+        p = model.policy.get_distribution(model.policy.obs_to_tensor({"image": d["image"]})[0]).distribution.probs
+    hit = np.take_along_axis(d["target"], p.argmax(1, keepdim=True).numpy(), 1) > 0
+    assert hit.mean() >= 5 / 6

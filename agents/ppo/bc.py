@@ -160,8 +160,6 @@ def behaviour_clone(policy: Any, demos: dict[str, np.ndarray], *, epochs: int = 
     (:func:`flip_batch`; the grid must be square, as :class:`~hlmat_env.wrappers.CoarseClicks` makes it).
     Returns one log row per epoch: loss, and accuracy = how often the arg-max action has a non-zero label (a
     click the soft label accepts)."""
-    from stable_baselines3.common.preprocessing import preprocess_obs
-
     gen = torch.Generator().manual_seed(seed)
     n = len(demos["action"])
     opt = torch.optim.Adam(policy.parameters(), lr=lr)
@@ -183,8 +181,7 @@ def behaviour_clone(policy: Any, demos: dict[str, np.ndarray], *, epochs: int = 
             for axis in ("x", "y") if augment else ():
                 if torch.rand((), generator=gen) < 0.5:
                     batch, target = flip_batch(batch, target, grid, axis)
-            obs = preprocess_obs(batch, policy.observation_space)
-            features = policy.extract_features(obs)
+            features = policy.extract_features(batch)  # SB3 scales the uint8 image to [0, 1] in here
             latent_pi, latent_vf = policy.mlp_extractor(features)
             logits = policy.action_net(latent_pi)
             values = policy.value_net(latent_vf).flatten()

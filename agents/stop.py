@@ -40,6 +40,17 @@ class PRMStop(Agent):
         self.agent, self.prm, self.patience, self.min_gain = agent, prm, int(patience), float(min_gain)
         self.name = f"{getattr(agent, 'name', 'agent')}+prm-stop"
 
+    @property
+    def rng(self) -> Any:
+        """The wrapped agent's sampling generator (None when it has none), so the benchmark's per-episode
+        reseeding reaches it and the wrapped run draws the same clicks as the bare policy until it stops."""
+        return getattr(self.agent, "rng", None)
+
+    @rng.setter
+    def rng(self, value: Any) -> None:
+        if hasattr(self.agent, "rng"):
+            self.agent.rng = value
+
     def reset(self, env: Any) -> None:
         self.agent.reset(env)
         self.best_score: float | None = None

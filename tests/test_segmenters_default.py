@@ -89,6 +89,8 @@ def test_errors():
         seg.set_image(np.zeros((10, 10), np.uint8))
     with pytest.raises(ValueError, match="side"):
         GraphCutSegmenter(side=4)
+    with pytest.raises(ValueError, match="click_weight"):
+        GraphCutSegmenter(click_weight=1.0)
 
 
 def _robot_ious(seg, sample, clicks: int) -> list[float]:

@@ -18,8 +18,10 @@ Method (a GrabCut-style energy with few, principled parameters, not tuned image 
    foreground from the previous mask plus the geodesic discs of ``init_frac`` of the long side around the
    positive clicks, minus those around the negative clicks, and for the background from the rest; without a
    previous mask, from a box or from the positive clicks' geodesic discs alone (so a small object's first
-   click learns the object's colours, not the background around it). ``iterations`` rounds of cut +
-   re-learning (GrabCut's EM).
+   click learns the object's colours, not the background around it). Each histogram is a mixture: weight
+   ``click_weight`` on the colours of its clicked discs alone (what the user confirmed, whatever the
+   region sizes; without negative clicks before any mask, a ``border`` band of the image stands in for
+   them), the rest on its region. ``iterations`` rounds of cut + re-learning (GrabCut's EM).
 3. Only foreground components that hold a positive click are kept (the object is connected to its clicks).
 4. With a previous mask, steps 2-3 re-cut only a window around the newest click (the rest of the mask is
    kept; see :meth:`GraphCutSegmenter._local_update`): about 15 ms per click instead of a full-grid cut.
@@ -60,7 +62,8 @@ class GraphCutSegmenter:
 
     Args:
         side: long side of the working grid in pixels (smaller images are used as they are).
-        gamma: weight of the contrast-sensitive smoothness term (GrabCut's 50).
+        gamma: weight of the contrast-sensitive smoothness term (GrabCut's 50 with its sharper GMM unaries;
+            40 with these histograms).
         bins: colour histogram bins per RGB channel.
         smooth: Gaussian smoothing of the histograms, in bins.
         iterations: rounds of min cut + colour-model re-learning per prediction.
@@ -72,6 +75,9 @@ class GraphCutSegmenter:
         window: with a previous mask, only a window around the newest click is re-cut; its half-size is
             ``window`` times the click's distance to the previous mask's same-label region (0: re-cut all).
         min_window: smallest window half-size, in working pixels.
+        click_weight: share of each colour model learnt from its clicked geodesic discs alone (0: none).
+        border: width of the image-border band, as a fraction of the working long side, that the first
+            cut's background model treats as clicked (0: none).
     """
 
     name = "graphcut"
@@ -79,7 +85,7 @@ class GraphCutSegmenter:
     def __init__(
         self,
         side: int = 160,
-        gamma: float = 50.0,
+        gamma: float = 40.0,
         bins: int = 16,
         smooth: float = 1.0,
         iterations: int = 2,
@@ -89,15 +95,20 @@ class GraphCutSegmenter:
         guide_eps: float = 1e-3,
         window: float = 6.0,
         min_window: int = 8,
+        click_weight: float = 0.5,
+        border: float = 0.05,
     ):
         if side < 16:
             raise ValueError(f"side must be at least 16 pixels, got {side}")
         if not 2 <= bins <= 64:
             raise ValueError(f"bins must lie in [2, 64], got {bins}")
+        if not 0 <= click_weight < 1:
+            raise ValueError(f"click_weight must lie in [0, 1), got {click_weight}")
         self.side, self.gamma, self.bins, self.smooth = side, gamma, bins, smooth
         self.iterations, self.radius, self.init_frac = max(1, iterations), radius, init_frac
         self.guide_radius, self.guide_eps = guide_radius, guide_eps
         self.window, self.min_window = window, min_window
+        self.click_weight, self.border = click_weight, border
         self._cut: GridCut | None = None
 
     def set_image(self, image: np.ndarray) -> None:
@@ -156,8 +167,16 @@ class GraphCutSegmenter:
             return self._local_update(clicks, prev, fg_seed, bg_seed)
         model_fg = self._initial_model(clicks, prev if has_prev else None, box) | fg_seed
         fg = model_fg
+        pos_region, neg_region = self._regions(clicks, self._model_radius())
+        if self.border > 0 and not has_prev and box is None:  # the image border as background evidence
+            sh, sw = self.small_shape
+            b = max(1, int(self.border * max(sh, sw)))
+            band = np.ones((sh, sw), bool)
+            band[b:-b, b:-b] = False
+            neg_region |= band & ~pos_region
         for _ in range(self.iterations):
-            cost_fg, cost_bg = self._unaries(model_fg & ~bg_seed, ~model_fg & ~fg_seed)
+            cost_fg, cost_bg = self._unaries(model_fg & ~bg_seed, ~model_fg & ~fg_seed, None,
+                                             pos_region, neg_region)
             cost_fg[bg_seed] = INF_COST
             cost_bg[fg_seed] = INF_COST
             fg = self._keep_seeded(self._cut.solve(cost_fg, cost_bg), fg_seed)
@@ -187,7 +206,8 @@ class GraphCutSegmenter:
         win = (slice(y0, y1), slice(x0, x1))
         pos_region, neg_region = self._regions(clicks, self._model_radius())
         model_fg = (prev_small | fg_seed | pos_region) & ~neg_region
-        cost_fg, cost_bg = self._unaries(model_fg & ~bg_seed, ~model_fg & ~fg_seed, win)
+        cost_fg, cost_bg = self._unaries(model_fg & ~bg_seed, ~model_fg & ~fg_seed, win,
+                                         pos_region, neg_region)
         cost_fg[bg_seed[win]] = INF_COST
         cost_bg[fg_seed[win]] = INF_COST
         ring = np.zeros(cost_fg.shape, bool)
@@ -264,21 +284,31 @@ class GraphCutSegmenter:
         return region
 
     def _unaries(
-        self, fg_region: np.ndarray, bg_region: np.ndarray, win: tuple[slice, slice] | None = None
+        self,
+        fg_region: np.ndarray,
+        bg_region: np.ndarray,
+        win: tuple[slice, slice] | None = None,
+        fg_clicked: np.ndarray | None = None,
+        bg_clicked: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """``-log`` colour likelihoods (float, working grid or its window ``win``) under the histograms of the
-        two regions."""
+        two regions, each mixed with weight ``click_weight`` with the histogram of its clicked region (bool
+        working grid; ignored when empty)."""
         nb = self.bins**3
 
-        def neg_log_hist(region: np.ndarray) -> np.ndarray:
+        def neg_log_hist(region: np.ndarray, clicked: np.ndarray | None) -> np.ndarray:
             hist = np.bincount(self._bin[region], minlength=nb).astype(np.float64)
+            if self.click_weight > 0 and clicked is not None and clicked.any():
+                total = max(hist.sum(), 1.0)
+                extra = np.bincount(self._bin[clicked], minlength=nb).astype(np.float64)
+                hist = (1 - self.click_weight) * hist + self.click_weight * total * extra / extra.sum()
             if self.smooth > 0:
                 hist = gaussian_filter(hist.reshape((self.bins,) * 3), self.smooth, mode="constant").ravel()
             hist += 1e-3 * max(hist.sum(), 1.0) / nb  # a floor for colours never seen
             return -np.log(hist / hist.sum())
 
         bins = self._bin if win is None else self._bin[win]
-        return neg_log_hist(fg_region)[bins], neg_log_hist(bg_region)[bins]
+        return neg_log_hist(fg_region, fg_clicked)[bins], neg_log_hist(bg_region, bg_clicked)[bins]
 
     def _keep_seeded(self, fg: np.ndarray, fg_seed: np.ndarray) -> np.ndarray:
         if not fg_seed.any():

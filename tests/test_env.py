@@ -141,8 +141,9 @@ def test_undo_radius_deletes_opposite_clicks(disc_segmenter):
     assert u.clicks == [Click(80, 50, True), Click(52, 51, False)]
 
 
-def test_snapshot_restore_is_exact(disc_segmenter):
-    env = make(disc_segmenter)
+@pytest.mark.parametrize("segmenter", ["disc", "default"])
+def test_snapshot_restore_is_exact(segmenter):
+    env = make(_disc() if segmenter == "disc" else segmenter)
     env.reset(seed=0, options={"index": 3})
     u = env.unwrapped
     env.step(u.expert_action())

@@ -156,3 +156,18 @@ def test_negative_click_inside_mask_carves():
     near = np.zeros_like(wrong)
     cv2.circle(near.view(np.uint8), (70, 80), 3, 1, -1)
     assert (~out.mask[near]).sum() >= 5  # not just the clicked pixel: its neighbourhood goes too
+
+
+def test_positive_click_only_adds():
+    """A positive click says "this is missing": it never removes the previous foreground."""
+    image, obj = _scene(0)
+    seg = GraphCutSegmenter()
+    seg.set_image(image)
+    prev = np.zeros((120, 160), bool)
+    prev[10:40, 10:50] = True  # a wrong blob on the background, kept from earlier clicks
+    prev[45:75, 70:100] |= obj[45:75, 70:100] > 0  # part of the object
+    clicks = [Click(30, 25, True), Click(85, 60, True), Click(110, 70, True)]
+    out = seg.predict(clicks, prev=Prediction(prev))
+    assert out.mask[12:38, 12:48].all()
+    assert out.mask[prev].mean() > 0.99
+    assert iou(out.mask, obj == 1) > iou(prev, obj == 1)

@@ -96,7 +96,7 @@ class GraphCutSegmenter:
         window: float = 6.0,
         min_window: int = 8,
         click_weight: float = 0.5,
-        border: float = 0.05,
+        border: float = 0.1,
     ):
         if side < 16:
             raise ValueError(f"side must be at least 16 pixels, got {side}")
@@ -191,7 +191,8 @@ class GraphCutSegmenter:
         The robot user clicks the middle of the largest error region, which reaches about as far from the
         click as the nearest previous-mask pixel already carrying the click's label (distance ``d``); the
         window's half-size is ``window * d`` (at least ``min_window`` working pixels). Its border ring is
-        held at the previous labels; colour models come from the whole previous mask.
+        held at the previous labels; colour models come from the whole previous mask. A positive click only
+        adds foreground.
         """
         sh, sw = self.small_shape
         prev_small = self._initial_model(clicks, prev, None)
@@ -218,6 +219,8 @@ class GraphCutSegmenter:
         cost_bg[ring & prev_small[win]] = INF_COST
         fg = prev_small.copy()
         fg[win] = GridCut(self._wx[win], self._wy[win]).solve(cost_fg, cost_bg)
+        if last.positive:  # a positive click says "this is missing": it only adds
+            fg |= prev_small
         fg = self._keep_seeded(fg, fg_seed)
         changed = fg != prev_small
         if not changed.any():

@@ -18,7 +18,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "(default: default,grabcut)")
     p.add_argument("--segmenter-kwargs", default="{}", metavar="JSON",
                    help="JSON object of constructor kwargs per segmenter name, "
-                        "e.g. '{\"sam\": {\"checkpoint\": \"x.pth\"}}'")
+                        "e.g. '{\"sam\": {\"sam_checkpoint\": \"x.pth\", \"sam_model_type\": \"vit_b\"}}'")
     p.add_argument("--dataset", default="folder:../shared/data/grabcut", help="dataset spec")
     p.add_argument("--limit", type=int, default=None, help="use only the first N samples")
     p.add_argument("--max-clicks", type=int, default=20, help="click budget per sample (default: 20)")

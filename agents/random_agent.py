@@ -22,9 +22,14 @@ class RandomAgent(Agent):
     def __init__(self, seed: int | None = 0):
         self.rng = np.random.default_rng(seed)
 
+    def position(self, env: Any, rng: np.random.Generator) -> tuple[int, int]:
+        """Pixel ``(x, y)`` to click; uniform here (subclasses choose differently, the sign rule stays)."""
+        h, w = env.mask.shape
+        return int(rng.integers(w)), int(rng.integers(h))
+
     def _draw(self, env: Any, rng: np.random.Generator) -> Decision:
         h, w = env.mask.shape
-        x, y = int(rng.integers(w)), int(rng.integers(h))
+        x, y = self.position(env, rng)
         click = Click(x, y, positive=not bool(env.mask[y, x]))
         return Decision(encode_click(click, w, h, env.coord_bins))
 

@@ -18,36 +18,27 @@ from typing import Any
 
 import numpy as np
 
-from agents.base import Agent, Decision
 from agents.benchmark import benchmark
-from hlmat_env.actions import Click, encode_click
+from agents.base import Agent
+from agents.random_agent import RandomAgent
 
 
-class NoisyRobotUser(Agent):
-    """The robot user's click with noise (see the module docstring); ``act`` and ``sample`` both draw."""
+class NoisyRobotUser(RandomAgent):
+    """The robot user's click with noise (see the module docstring), with the random agent's sign rule."""
 
     name = "noisy-robot-user"
 
     def __init__(self, sigma: float = 10.0, p_random: float = 0.2, seed: int = 0):
+        super().__init__(seed)
         self.sigma, self.p_random = sigma, p_random
-        self.rng = np.random.default_rng(seed)
 
-    def _draw(self, env: Any, rng: np.random.Generator) -> Decision:
+    def position(self, env: Any, rng: np.random.Generator) -> tuple[int, int]:
         expert = env.expert_click()
         h, w = env.mask.shape
         if expert is None or rng.random() < self.p_random:
-            x, y = int(rng.integers(w)), int(rng.integers(h))
-        else:
-            x = int(np.clip(round(expert.x + rng.normal(0, self.sigma)), 0, w - 1))
-            y = int(np.clip(round(expert.y + rng.normal(0, self.sigma)), 0, h - 1))
-        click = Click(x, y, positive=not bool(env.mask[y, x]))
-        return Decision(encode_click(click, w, h, env.coord_bins))
-
-    def act(self, obs: dict, env: Any) -> Decision:
-        return self._draw(env, self.rng)
-
-    def sample(self, obs: dict, env: Any, k: int, rng: np.random.Generator) -> list[Decision]:
-        return [self._draw(env, rng) for _ in range(k)]
+            return super().position(env, rng)
+        return (int(np.clip(round(expert.x + rng.normal(0, self.sigma)), 0, w - 1)),
+                int(np.clip(round(expert.y + rng.normal(0, self.sigma)), 0, h - 1)))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -107,6 +107,26 @@ def register_dataset(kind: str, factory: Callable[[str | None], Dataset]) -> Non
     DATASETS[kind] = factory
 
 
+def query_options(query: str, kind: str, allowed: dict[str, str]) -> dict[str, str]:
+    """Parse the ``key=value&key=value`` options of a dataset spec (the part after ``?``).
+
+    Args:
+        query: the options text; kind: the dataset kind, for error messages.
+        allowed: option name -> what its value looks like (shown in the error for an unknown option).
+
+    Raises:
+        DatasetError: an item without ``=`` or with a name not in ``allowed``.
+    """
+    opts: dict[str, str] = {}
+    for item in filter(None, query.split("&")):
+        key, eq, value = item.partition("=")
+        if not eq or key not in allowed:
+            hint = ", ".join(f"{k}={v}" for k, v in allowed.items())
+            raise DatasetError(f"bad option {item!r} in the {kind} spec; allowed: {hint}")
+        opts[key] = value
+    return opts
+
+
 def make_dataset(spec: str | Dataset | Sequence[Sample]) -> Dataset | Sequence[Sample]:
     """Build a dataset from a spec (``synthetic``, ``synthetic:val``, ``folder:PATH``, ...) or pass one through."""
     if not isinstance(spec, str):

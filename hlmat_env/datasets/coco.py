@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from hlmat_env.datasets.base import Dataset, Sample, read_image, register_dataset
+from hlmat_env.datasets.base import Dataset, Sample, query_options, read_image, register_dataset
 from hlmat_env.errors import DatasetError
 from hlmat_env.masks import decode_rle, polygons_to_mask
 
@@ -39,13 +39,7 @@ def split_options(arg: str | None, kind: str) -> tuple[str, dict[str, str]]:
     if not arg:
         raise DatasetError(f"the {kind} dataset needs a path: see hlmat_env.datasets.coco for the spec")
     main, _, query = arg.partition("?")
-    opts: dict[str, str] = {}
-    for item in filter(None, query.split("&")):
-        key, eq, value = item.partition("=")
-        if not eq or key not in ("images", "crowd"):
-            raise DatasetError(f"bad option {item!r} in {kind} spec {arg!r}; allowed: images=DIR, crowd=0|1")
-        opts[key] = value
-    return main, opts
+    return main, query_options(query, kind, {"images": "DIR", "crowd": "0|1"})
 
 
 def segmentation_to_mask(segm: Any, height: int, width: int, where: str) -> np.ndarray:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from hlmat_env.datasets.base import Dataset, Sample, register_dataset
+from hlmat_env.datasets.base import Dataset, Sample, query_options, register_dataset
 from hlmat_env.errors import DatasetError
 
 COLOURS = {
@@ -186,7 +186,8 @@ class SyntheticDataset(Dataset):
         self.split, self.seed = split, seed
         self.split_id, default_size = SPLITS[split]
         self.size = default_size if size is None else int(size)
-        self.name = f"synthetic:{split}"
+        opts = [f"size={self.size}"] * (self.size != default_size) + [f"seed={seed}"] * (seed != 0)
+        self.name = f"synthetic:{split}" + ("?" + "&".join(opts) if opts else "")
 
     def __len__(self) -> int:
         return self.size
@@ -202,7 +203,17 @@ class SyntheticDataset(Dataset):
 
 
 def _synthetic(arg: str | None) -> SyntheticDataset:
-    return SyntheticDataset(arg or "train")
+    """``synthetic[:SPLIT][?size=N&seed=S]``: e.g. ``synthetic:train?size=10000`` for more training scenes."""
+    split, _, query = (arg or "train").partition("?")
+    opts = query_options(query, "synthetic", {"size": "N", "seed": "S"})
+    try:
+        size = int(opts["size"]) if "size" in opts else None
+        seed = int(opts.get("seed", 0))
+    except ValueError as e:
+        raise DatasetError(f"synthetic options must be integers, got {query!r}") from e
+    if size is not None and size < 1:
+        raise DatasetError(f"synthetic size must be >= 1, got {size}")
+    return SyntheticDataset(split or "train", seed=seed, size=size)
 
 
 register_dataset("synthetic", _synthetic)

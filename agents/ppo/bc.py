@@ -6,17 +6,23 @@ positive click, false positives for a negative one), weighted by its distance to
 cells at least half as deep as the deepest one. The robot user's own click snapped to the grid is one of them;
 it is the only one when no cell centre falls inside the region. Soft targets tell the clone that any deep click
 on the right object is right, which a 1-of-512 label does not. With probability ``explore`` a random grid click
-is taken instead of the expert's, so the clone also sees states off the expert's path. Values are regressed on
-the discounted return-to-go, which gives PPO a critic that already knows the task.
+is taken instead of the expert's, so the clone also sees states off the expert's path. When the action space has
+a finish action, a state whose expert click (snapped to the grid) does not raise the IoU is relabelled *finish*
+(SegAgent's strict-improvement rule for its demonstrations). Each state also keeps the target mask at the
+observation's size, a training label for the policy's auxiliary target map (:meth:`ClickNet.maps`). Values are
+regressed on the discounted return-to-go, which gives PPO a critic that already knows the task.
 """
 from __future__ import annotations
 
 import logging
+import multiprocessing
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+import cv2
 import numpy as np
 import torch
+from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from hlmat_env.robot_user import clicked_map, error_distances
@@ -39,18 +45,23 @@ def generate_demos(env: Any, n_episodes: int, *, clicks_per_episode: int | None 
 
     Returns:
         ``image`` uint8 ``(N, C, S, S)``, ``caption`` float32 ``(N, D)`` (absent when the env has none),
-        ``action`` int64 ``(N,)`` (the expert's click snapped to the grid), ``target`` float32 ``(N, A)`` (the soft
-        label over the ``A`` grid actions, rows sum to 1), ``ret`` float32 ``(N,)`` (return-to-go).
+        ``action`` int64 ``(N,)`` (the expert's click snapped to the grid, or finish), ``target`` float32
+        ``(N, A)`` (the soft label over the ``A`` grid actions, rows sum to 1), ``ret`` float32 ``(N,)``
+        (return-to-go), ``target_map`` uint8 ``(N, S, S)`` (the target's area fraction per observation pixel,
+        0-255; ignore pixels count as background).
     """
     grid, finish = _grid_of(env)
     rng = np.random.default_rng(seed)
     u = env.unwrapped
     n_data, n_actions = len(u.dataset), 2 * grid**2 + int(finish)
-    images, captions, actions, targets, returns = [], [], [], [], []
+    images, captions, actions, targets, returns, maps = [], [], [], [], [], []
     for ep in tqdm(range(n_episodes), desc="demos", disable=not progress, unit="episode"):
         index = int(rng.integers(n_data))
         obs, _ = env.reset(seed=seed + ep, options={"index": index})
         truth = np.asarray(u.dataset[index].target)
+        size = obs["image"].shape[-1]
+        target_map = cv2.resize((truth == 1).astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
+        target_map = np.round(target_map * 255).astype(np.uint8)
         rewards = []
         while clicks_per_episode is None or len(rewards) < clicks_per_episode:
             click = u.expert_click()
@@ -63,9 +74,14 @@ def generate_demos(env: Any, n_episodes: int, *, clicks_per_episode: int | None 
                 captions.append(obs["caption"])
             actions.append(label)
             targets.append(soft_target(truth, u.mask, u.clicks, click, grid, n_actions, label))
+            maps.append(target_map)
             take = int(rng.integers(2 * grid**2)) if rng.random() < explore else label
             obs, r, term, trunc, _ = env.step(take)
             rewards.append(r)
+            if finish and take == label and click is not None and r <= 0.0:
+                actions[-1] = n_actions - 1  # the expert's click would not help: finishing is right here
+                targets[-1] = np.zeros(n_actions, np.float32)
+                targets[-1][-1] = 1.0
             if term or trunc:
                 break
         g, rtg = 0.0, []
@@ -74,7 +90,7 @@ def generate_demos(env: Any, n_episodes: int, *, clicks_per_episode: int | None 
             rtg.append(g)
         returns.extend(reversed(rtg))
     out = {"image": np.stack(images), "action": np.array(actions, np.int64), "target": np.stack(targets),
-           "ret": np.array(returns, np.float32)}
+           "ret": np.array(returns, np.float32), "target_map": np.stack(maps)}
     if captions:
         out["caption"] = np.stack(captions).astype(np.float32)
     return out
@@ -117,27 +133,57 @@ def _grid_of(env: Any) -> tuple[int, bool]:
     raise ValueError("generate_demos needs an env wrapped by hlmat_env.wrappers.CoarseClicks (sb3_wrap)")
 
 
-def load_or_generate(folder: str | Path, env: Any, n_episodes: int, **kwargs: Any) -> dict[str, np.ndarray]:
-    """Demonstrations from ``folder/demos.npz``; generated there first when the file does not exist."""
+def load_or_generate(folder: str | Path, make_env: Callable[[], Any], n_episodes: int, *, workers: int = 1,
+                     seed: int = 0, **kwargs: Any) -> dict[str, np.ndarray]:
+    """Demonstrations from ``folder/demos.npz``; generated there first when the file does not exist.
+
+    Args:
+        make_env: a picklable factory of the wrapped env (e.g. ``functools.partial`` of
+            :func:`agents.ppo.train.make_env`), called once per worker.
+        workers: processes that record in parallel; worker ``i`` records ``n_episodes / workers`` episodes with
+            seed ``seed + 1_000_003 * i``, so a run is reproducible for a given worker count.
+        kwargs: passed to :func:`generate_demos`.
+    """
     path = Path(folder) / DEMO_FILE
     if path.exists():
         with np.load(path) as z:
             return dict(z)
-    demos = generate_demos(env, n_episodes, **kwargs)
+    counts = [n_episodes // workers + (i < n_episodes % workers) for i in range(workers)]
+    jobs = [(make_env, c, seed + 1_000_003 * i, i == 0 and kwargs.get("progress", True), kwargs)
+            for i, c in enumerate(counts) if c > 0]
+    if len(jobs) == 1:
+        parts = [_record(jobs[0])]
+    else:
+        with multiprocessing.get_context("forkserver").Pool(len(jobs)) as pool:
+            parts = pool.map(_record, jobs)
+    demos = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **demos)
+    tmp = path.with_name(path.stem + ".part.npz")
+    np.savez_compressed(tmp, **demos)
+    tmp.replace(path)  # a killed run never leaves a truncated demos.npz behind
     log.info("wrote %d demonstration steps to %s", len(demos["action"]), path)
     return demos
+
+
+def _record(job: tuple) -> dict[str, np.ndarray]:
+    make_env, n, seed, progress, kwargs = job
+    torch.set_num_threads(1)
+    env = make_env()
+    try:
+        return generate_demos(env, n, **{**kwargs, "seed": seed, "progress": progress})
+    finally:
+        env.close()
 
 
 def flip_batch(batch: dict[str, torch.Tensor], targets: torch.Tensor, grid: int, axis: str,
                relations: tuple[str, ...] = RELATIONS) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Mirror a batch of wrapped observations and their grid labels left-right (``axis="x"``) or up-down
     (``"y"``), swapping the caption's "left of"/"right of" (or "above"/"below") bits, which keeps every
-    description true. ``batch["image"]`` is ``(N, C, S, S)``, ``targets`` ``(N, 2 * grid**2 [+ 1])``; the
+    description true. ``batch["image"]`` is ``(N, C, S, S)`` (``batch["target_map"]``, ``(N, S, S)``, when
+    present, flips with it), ``targets`` ``(N, 2 * grid**2 [+ 1])``; the
     caption (when present) is the :func:`hlmat_env.wrappers.encode_caption` code ending with the relations."""
     dim = -1 if axis == "x" else -2
-    out = {"image": batch["image"].flip(dim)}
+    out = {k: batch[k].flip(dim) for k in ("image", "target_map") if k in batch}
     cells = 2 * grid**2
     maps = targets[:, :cells].reshape(-1, 2, grid, grid).flip(dim).reshape(-1, cells)
     targets = torch.cat([maps, targets[:, cells:]], 1)
@@ -152,48 +198,68 @@ def flip_batch(batch: dict[str, torch.Tensor], targets: torch.Tensor, grid: int,
 
 
 def behaviour_clone(policy: Any, demos: dict[str, np.ndarray], *, epochs: int = 10, batch_size: int = 64,
-                    lr: float = 3e-3, value_coef: float = 0.5, augment: bool = True, seed: int = 0,
-                    progress: bool = True) -> list[dict]:
+                    lr: float = 3e-3, value_coef: float = 0.5, target_coef: float = 1.0, augment: bool = True,
+                    seed: int = 0, progress: bool = True) -> list[dict]:
     """Fit an SB3 actor-critic ``policy`` to ``demos``: cross-entropy against the soft labels (``target``;
-    one-hot ``action`` for demos without them) plus ``value_coef`` times the squared error of the value on the
-    return-to-go. With ``augment`` each batch is mirrored left-right and/or up-down at random
-    (:func:`flip_batch`; the grid must be square, as :class:`~hlmat_env.wrappers.CoarseClicks` makes it).
-    Returns one log row per epoch: loss, and accuracy = how often the arg-max action has a non-zero label (a
-    click the soft label accepts)."""
+    one-hot ``action`` for demos without them), plus ``value_coef`` times the squared error of the value on the
+    return-to-go, plus ``target_coef`` times the binary cross-entropy of the predicted target map against
+    ``target_map`` (when the demos have it and the features extractor has ``maps``, as :class:`ClickNet`
+    does). The learning rate follows a cosine schedule from ``lr`` to 0. With ``augment`` each batch is
+    mirrored left-right and/or up-down at random (:func:`flip_batch`; the grid must be square, as
+    :class:`~hlmat_env.wrappers.CoarseClicks` makes it). Returns one log row per epoch: loss, target-map loss,
+    and accuracy = how often the arg-max action has a non-zero label (a click the soft label accepts)."""
+    from stable_baselines3.common.preprocessing import preprocess_obs
+
     gen = torch.Generator().manual_seed(seed)
     n = len(demos["action"])
     opt = torch.optim.Adam(policy.parameters(), lr=lr)
-    keys = [k for k in ("image", "caption") if k in demos]
+    steps = epochs * ((n + batch_size - 1) // batch_size)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + np.cos(np.pi * min(t, steps) / steps)))
+    fe = policy.features_extractor
+    dense = "target_map" in demos and hasattr(fe, "maps") and target_coef > 0
+    keys = [k for k in ("image", "caption") + (("target_map",) if dense else ()) if k in demos]
     tensors = {k: torch.as_tensor(demos[k]) for k in keys}
     returns = torch.as_tensor(demos["ret"])
     n_actions = policy.action_space.n
     grid = int(round((n_actions // 2) ** 0.5))
     targets = (torch.as_tensor(demos["target"]) if "target" in demos
-               else torch.nn.functional.one_hot(torch.as_tensor(demos["action"]), n_actions).float())
+               else F.one_hot(torch.as_tensor(demos["action"]), n_actions).float())
     history = []
     policy.set_training_mode(True)
     for epoch in tqdm(range(epochs), desc="behaviour cloning", disable=not progress, unit="epoch"):
         perm = torch.randperm(n, generator=gen)
-        tot, correct, count = 0.0, 0, 0
+        tot, tot_map, correct, count = 0.0, 0.0, 0, 0
         for i in range(0, n, batch_size):
             idx = perm[i:i + batch_size]
             batch, target = {k: tensors[k][idx] for k in keys}, targets[idx]
             for axis in ("x", "y") if augment else ():
                 if torch.rand((), generator=gen) < 0.5:
                     batch, target = flip_batch(batch, target, grid, axis)
-            features = policy.extract_features(batch)  # SB3 scales the uint8 image to [0, 1] in here
+            obs = preprocess_obs({k: batch[k] for k in ("image", "caption") if k in batch},
+                                 policy.observation_space, normalize_images=policy.normalize_images)
+            if dense:
+                features, map_logits = fe.maps(obs)
+                truth = F.adaptive_avg_pool2d(batch["target_map"][:, None].float() / 255, map_logits.shape[-2:])
+                map_loss = F.binary_cross_entropy_with_logits(map_logits, truth)
+            else:
+                features, map_loss = fe(obs), torch.zeros(())
             latent_pi, latent_vf = policy.mlp_extractor(features)
             logits = policy.action_net(latent_pi)
             values = policy.value_net(latent_vf).flatten()
-            loss = torch.nn.functional.cross_entropy(logits, target)
-            loss = loss + value_coef * torch.nn.functional.mse_loss(values, returns[idx])
+            loss = F.cross_entropy(logits, target) + value_coef * F.mse_loss(values, returns[idx])
+            loss = loss + target_coef * map_loss
             opt.zero_grad()
             loss.backward()
             opt.step()
+            schedule.step()
             tot += loss.item() * len(idx)
+            tot_map += map_loss.item() * len(idx)
             correct += int((target.gather(1, logits.argmax(1, keepdim=True)) > 0).sum())
             count += len(idx)
-        history.append({"epoch": epoch + 1, "loss": tot / count, "accuracy": correct / count})
-        log.info("bc epoch %d: loss %.4f accuracy %.3f", epoch + 1, tot / count, correct / count)
+        row = {"epoch": epoch + 1, "loss": tot / count, "target_map_loss": tot_map / count,
+               "accuracy": correct / count}
+        history.append(row)
+        log.info("bc epoch %d: loss %.4f target-map loss %.4f accuracy %.3f", epoch + 1, row["loss"],
+                 row["target_map_loss"], row["accuracy"])
     policy.set_training_mode(False)
     return history

@@ -1,12 +1,17 @@
-"""The PPO policy network: a small fully convolutional net whose click logits are a spatial map.
+"""The PPO policy network: a small caption-conditioned U-shaped net whose click logits are a spatial map.
 
 :class:`ClickNet` reads the stacked observation of :func:`hlmat_env.wrappers.sb3_wrap` (uint8 ``(C, S, S)``
 image/mask/click maps, plus the caption's multi-hot code) and outputs, per sample, ``2 * grid**2`` click logits
 (a positive and a negative map over the ``grid x grid`` cells, in the order of
 :class:`hlmat_env.wrappers.CoarseClicks`), one finish logit when the action space has one, and value features.
-The caption modulates the convolution features (FiLM), and a pooled context vector is broadcast back so that
-relations ("left of the blue disc") can reach every cell. :class:`SpatialPolicy` uses the logits as they are
-(no dense action layer), which keeps the click choice tied to image locations.
+
+Why this shape: the hard part of the task is *grounding* (which object does "the small red disc left of the
+blue bar" name?). The caption modulates every convolution (FiLM), a half-resolution stage with dilated
+convolutions and a pooled context vector lets relations reach every cell, and a skip connection brings the
+detail back to the ``S/2`` map where clicks are chosen. The same map also predicts the *target mask*
+(:meth:`ClickNet.maps`): behaviour cloning supervises it densely with the demonstrations' targets, which teaches
+grounding from every pixel instead of from one click label. At inference nothing sees the target.
+:class:`SpatialPolicy` uses the click logits as they are (no dense action layer).
 """
 from __future__ import annotations
 
@@ -18,60 +23,95 @@ from torch import nn
 from torch.nn import functional as F
 
 
+class FiLM(nn.Module):
+    """``relu(x * (1 + gamma(code)) + beta(code))``; starts as a plain ReLU (zero-initialised)."""
+
+    def __init__(self, code_dim: int, channels: int):
+        super().__init__()
+        self.linear = nn.Linear(max(code_dim, 1), 2 * channels)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.linear(code).chunk(2, dim=1)
+        return F.relu(x * (1 + gamma[..., None, None]) + beta[..., None, None])
+
+
 class ClickNet(BaseFeaturesExtractor):
     """Features ``[click logits (2 * grid**2), finish logit (0 or 1), value features (value_dim)]``.
 
     Args:
         observation_space: ``Dict(image=Box uint8 (C, S, S)[, caption=Box float32 (D,)])`` (SB3 scales the
-            image to [0, 1] before this module).
-        grid: click grid size (the logit maps are pooled to ``grid x grid``).
+            image to [0, 1] before this module); ``S`` must be divisible by 4.
+        grid: click grid size (the ``S/2`` logit maps are average-pooled to ``grid x grid`` when different).
         finish: whether the action space ends with a finish action.
-        width: convolution channels.
+        width: channels at ``S/2`` (twice as many at ``S/4``).
         value_dim: size of the value features.
     """
 
-    def __init__(self, observation_space: gym.spaces.Dict, grid: int = 16, finish: bool = False,
+    def __init__(self, observation_space: gym.spaces.Dict, grid: int = 32, finish: bool = True,
                  width: int = 32, value_dim: int = 64):
         self.grid, self.finish, self.value_dim = int(grid), bool(finish), int(value_dim)
         self.n_logits = 2 * self.grid**2 + int(self.finish)
         super().__init__(observation_space, self.n_logits + self.value_dim)
-        c = observation_space["image"].shape[0]
+        c, size = observation_space["image"].shape[0], observation_space["image"].shape[-1]
+        if size % 4:
+            raise ValueError(f"ClickNet needs an observation size divisible by 4, got {size}")
         d = observation_space["caption"].shape[0] if "caption" in observation_space.spaces else 0
+        w = int(width)
         self.caption_dim = d
-        self.conv1 = nn.Conv2d(c + 2, width, 5, stride=2, padding=2)
-        self.film = nn.Linear(max(d, 1), 2 * width)
-        self.conv2 = nn.Conv2d(width, width, 3, stride=2, padding=1)
-        self.conv3 = nn.Conv2d(width, width, 3, padding=2, dilation=2)
-        self.context = nn.Linear(2 * width + d, width)
-        self.conv4 = nn.Conv2d(width, width, 3, padding=1)
-        self.head = nn.Conv2d(width, 2, 1)
-        self.finish_head = nn.Linear(width, 1) if self.finish else None
-        self.value = nn.Linear(3 * width, self.value_dim)
-        nn.init.zeros_(self.film.weight)
-        nn.init.zeros_(self.film.bias)
+        self.stem = nn.Conv2d(c + 2, 16, 3, stride=2, padding=1)                  # S/2
+        self.conv2, self.film2 = nn.Conv2d(16, w, 3, padding=1), FiLM(d, w)
+        self.conv3, self.film3 = nn.Conv2d(w, w, 3, padding=2, dilation=2), FiLM(d, w)
+        self.conv4, self.film4 = nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), FiLM(d, 2 * w)  # S/4
+        self.conv5, self.film5 = nn.Conv2d(2 * w, 2 * w, 3, padding=2, dilation=2), FiLM(d, 2 * w)
+        self.context = nn.Linear(4 * w + d, 2 * w)
+        self.conv6, self.film6 = nn.Conv2d(2 * w, 2 * w, 3, padding=4, dilation=4), FiLM(d, 2 * w)
+        self.fuse = nn.Conv2d(3 * w, w, 1)                                           # back at S/2
+        self.conv7 = nn.Conv2d(w, w, 3, padding=1)
+        self.head = nn.Conv2d(w, 3, 1)  # positive logits, negative logits, target-mask logits
+        self.finish_head = nn.Linear(2 * w + 2, 1) if self.finish else None
+        self.value = nn.Linear(3 * w + 2, self.value_dim)
         nn.init.normal_(self.head.weight, std=0.01)
         nn.init.zeros_(self.head.bias)
 
-    def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+    def maps(self, observations: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(features, target_logits)``: the :meth:`forward` features and the predicted target-mask logits,
+        float ``(N, 1, S/2, S/2)`` (for the auxiliary loss of behaviour cloning)."""
         x = observations["image"]
         n, _, h, w = x.shape
         ys = torch.linspace(-1, 1, h, device=x.device).view(1, 1, h, 1).expand(n, 1, h, w)
         xs = torch.linspace(-1, 1, w, device=x.device).view(1, 1, 1, w).expand(n, 1, h, w)
-        x = self.conv1(torch.cat([x, xs, ys], 1))
+        mask = x[:, 3:4]
         cap = observations["caption"].float() if self.caption_dim else x.new_zeros(n, 1)
-        gamma, beta = self.film(cap).chunk(2, dim=1)
-        x = F.relu(x * (1 + gamma[..., None, None]) + beta[..., None, None])
-        x = F.relu(self.conv2(x))
-        x = F.adaptive_avg_pool2d(x, self.grid) if x.shape[-1] != self.grid else x
-        x = F.relu(self.conv3(x))
-        pooled = torch.cat([x.mean((2, 3)), x.amax((2, 3))] + ([cap] if self.caption_dim else []), 1)
-        ctx = F.relu(self.context(pooled))
-        x = F.relu(self.conv4(x + ctx[..., None, None]))
-        parts = [self.head(x).flatten(1)]
+        x = F.relu(self.stem(torch.cat([x, xs, ys], 1)))
+        x = self.film2(self.conv2(x), cap)
+        skip = self.film3(self.conv3(x), cap)
+        x = self.film4(self.conv4(skip), cap)
+        x = self.film5(self.conv5(x), cap)
+        pooled = [x.mean((2, 3)), x.amax((2, 3))] + ([cap] if self.caption_dim else [])
+        ctx = F.relu(self.context(torch.cat(pooled, 1)))
+        x = self.film6(self.conv6(x + ctx[..., None, None]), cap)
+        x = F.interpolate(x, size=skip.shape[-2:], mode="nearest")
+        x = F.relu(self.conv7(F.relu(self.fuse(torch.cat([x, skip], 1)))))
+        out = self.head(x)
+        clicks, target = out[:, :2], out[:, 2:3]
+        if clicks.shape[-1] != self.grid:
+            clicks = F.adaptive_avg_pool2d(clicks, self.grid)
+        # how much the current mask and the predicted target agree: what finishing and the value depend on
+        prob = torch.sigmoid(target)
+        m = F.adaptive_avg_pool2d(mask, prob.shape[-2:])
+        inter, union = (prob * m).mean((1, 2, 3)), (prob + m - prob * m).mean((1, 2, 3))
+        agree = torch.stack([inter / (union + 1e-6), m.mean((1, 2, 3))], 1)
+        summary = torch.cat([x.mean((2, 3)), ctx, agree], 1)
+        parts = [clicks.flatten(1)]
         if self.finish_head is not None:
-            parts.append(self.finish_head(ctx))
-        value = F.relu(self.value(torch.cat([x.mean((2, 3)), x.amax((2, 3)), ctx], 1)))
-        return torch.cat(parts + [value], 1)
+            parts.append(self.finish_head(torch.cat([ctx, agree], 1)))
+        value = F.relu(self.value(summary))
+        return torch.cat(parts + [value], 1), target
+
+    def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.maps(observations)[0]
 
 
 class _SplitHeads(nn.Module):
@@ -93,12 +133,19 @@ class _SplitHeads(nn.Module):
 
 
 class SpatialPolicy(ActorCriticPolicy):
-    """Actor-critic whose action logits are :class:`ClickNet`'s maps (identity action head)."""
+    """Actor-critic whose action logits are :class:`ClickNet`'s maps (identity action head). The net's ``grid``
+    and ``finish`` are read from the ``Discrete(2 * grid**2 [+ 1])`` action space, so they cannot disagree."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Discrete, *args, **kwargs):
+        n = int(action_space.n)
+        grid = int(round((n // 2) ** 0.5))
+        if 2 * grid**2 + n % 2 != n:
+            raise ValueError(f"SpatialPolicy needs a Discrete(2 * grid**2 [+ 1]) action space, got {action_space}")
         kwargs.setdefault("features_extractor_class", ClickNet)
         kwargs.setdefault("ortho_init", False)
-        super().__init__(*args, **kwargs)
+        kwargs["features_extractor_kwargs"] = {**kwargs.get("features_extractor_kwargs", {}), "grid": grid,
+                                               "finish": bool(n % 2)}
+        super().__init__(observation_space, action_space, *args, **kwargs)
 
     def _build_mlp_extractor(self) -> None:
         fe = self.features_extractor

@@ -117,10 +117,9 @@ def train(dataset: Any = "synthetic:train", segmenter: Any = "default", out: str
                                                              "width": cfg.width}},
                     device="cpu", verbose=0)
         if bc_demos is not None:
-            demo_env = make_env(dataset, segmenter, cfg)
-            demos = load_or_generate(bc_demos, demo_env, bc_episodes, clicks_per_episode=bc_clicks,
-                                     gamma=cfg.gamma, seed=cfg.seed, progress=progress)
-            demo_env.close()
+            demos = load_or_generate(bc_demos, partial(make_env, dataset, segmenter, cfg), bc_episodes,
+                                     workers=cfg.n_envs, clicks_per_episode=bc_clicks, gamma=cfg.gamma,
+                                     seed=cfg.seed, progress=progress)
             history = behaviour_clone(model.policy, demos, epochs=bc_epochs, seed=cfg.seed, progress=progress)
             (out / "bc_log.json").write_text(json.dumps(history, indent=1) + "\n")
             save_model(model, out / "bc_model", cfg)

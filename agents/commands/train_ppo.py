@@ -11,21 +11,26 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Train a PPO click policy on the SB3-ready wrapped env. Writes DIR/model.zip (+ .json), "
                     "DIR/bc_model.zip when --bc-demos is given, DIR/checkpoints/, TensorBoard logs in DIR, "
                     "DIR/training_curve.png.")
-    p.add_argument("--dataset", default="synthetic:train", help="training dataset spec (default: synthetic:train)")
+    p.add_argument("--dataset", default="synthetic:train?size=20000",
+                   help="training dataset spec (default: synthetic:train?size=20000, disjoint from synthetic:val)")
     p.add_argument("--segmenter", default="default", help="segmenter name (default: default)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--timesteps", type=int, default=20_000, help="PPO environment steps (0: BC only)")
     p.add_argument("--bc-demos", default=None, metavar="DIR",
                    help="oracle demonstrations folder (DIR/demos.npz; generated there when missing)")
-    p.add_argument("--bc-episodes", type=int, default=400, help="episodes to record when generating demos")
-    p.add_argument("--bc-clicks", type=int, default=3,
-                   help="clicks per demonstration episode (default: 3; 0: up to --max-clicks)")
-    p.add_argument("--bc-epochs", type=int, default=10, help="behaviour-cloning epochs (default: 10)")
+    p.add_argument("--bc-episodes", type=int, default=4000,
+                   help="episodes to record when generating demos (default: 4000, one new scene each when the "
+                        "dataset is large enough, e.g. synthetic:train?size=20000)")
+    p.add_argument("--bc-clicks", type=int, default=4,
+                   help="clicks per demonstration episode (default: 4; 0: up to --max-clicks)")
+    p.add_argument("--bc-epochs", type=int, default=8, help="behaviour-cloning epochs (default: 8)")
+    p.add_argument("--bc-lr", type=float, default=3e-3, help="behaviour-cloning peak learning rate (default: 3e-3)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in DIR")
     p.add_argument("--n-envs", type=int, default=2, help="parallel env workers (default: 2)")
-    p.add_argument("--grid", type=int, default=16, help="click grid size (default: 16)")
+    p.add_argument("--grid", type=int, default=32, help="click grid size (default: 32)")
+    p.add_argument("--no-finish", action="store_true", help="no finish action (the policy clicks to the budget)")
     p.add_argument("--size", type=int, default=64, help="observation size (default: 64)")
-    p.add_argument("--max-clicks", type=int, default=10, help="clicks per training episode (default: 10)")
+    p.add_argument("--max-clicks", type=int, default=5, help="clicks per training episode (default: 5)")
     p.add_argument("--learning-rate", type=float, default=1e-4, help="PPO learning rate (default: 1e-4)")
     p.add_argument("--n-steps", type=int, default=128, help="rollout steps per env and update (default: 128)")
     p.add_argument("--width", type=int, default=32, help="policy convolution channels (default: 32)")
@@ -42,9 +47,9 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     path = train(args.dataset, args.segmenter, args.out, timesteps=args.timesteps, bc_demos=args.bc_demos,
                  bc_episodes=args.bc_episodes,
-                 bc_clicks=args.bc_clicks or None, bc_epochs=args.bc_epochs, resume=args.resume,
+                 bc_clicks=args.bc_clicks or None, bc_epochs=args.bc_epochs, bc_lr=args.bc_lr, resume=args.resume,
                  progress=not args.no_progress, n_envs=args.n_envs, grid=args.grid, size=args.size,
-                 max_clicks=args.max_clicks, learning_rate=args.learning_rate, n_steps=args.n_steps,
+                 max_clicks=args.max_clicks, finish=not args.no_finish, learning_rate=args.learning_rate, n_steps=args.n_steps,
                  width=args.width, seed=args.seed)
     print(f"saved {path} (load it with --agent ppo:{args.out})")
     return 0

@@ -59,9 +59,7 @@ def generate_demos(env: Any, n_episodes: int, *, clicks_per_episode: int | None 
         index = int(rng.integers(n_data))
         obs, _ = env.reset(seed=seed + ep, options={"index": index})
         truth = np.asarray(u.dataset[index].target)
-        size = obs["image"].shape[-1]
-        target_map = cv2.resize((truth == 1).astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
-        target_map = np.round(target_map * 255).astype(np.uint8)
+        t_map = target_map(truth, obs["image"].shape[-1])
         rewards = []
         while clicks_per_episode is None or len(rewards) < clicks_per_episode:
             click = u.expert_click()
@@ -74,7 +72,7 @@ def generate_demos(env: Any, n_episodes: int, *, clicks_per_episode: int | None 
                 captions.append(obs["caption"])
             actions.append(label)
             targets.append(soft_target(truth, u.mask, u.clicks, click, grid, n_actions, label))
-            maps.append(target_map)
+            maps.append(t_map)
             take = int(rng.integers(2 * grid**2)) if rng.random() < explore else label
             obs, r, term, trunc, _ = env.step(take)
             rewards.append(r)
@@ -84,16 +82,28 @@ def generate_demos(env: Any, n_episodes: int, *, clicks_per_episode: int | None 
                 targets[-1][-1] = 1.0
             if term or trunc:
                 break
-        g, rtg = 0.0, []
-        for r in reversed(rewards):
-            g = r + gamma * g
-            rtg.append(g)
-        returns.extend(reversed(rtg))
+        returns.extend(returns_to_go(rewards, gamma))
     out = {"image": np.stack(images), "action": np.array(actions, np.int64), "target": np.stack(targets),
            "ret": np.array(returns, np.float32), "target_map": np.stack(maps)}
     if captions:
         out["caption"] = np.stack(captions).astype(np.float32)
     return out
+
+
+def target_map(truth: np.ndarray, size: int) -> np.ndarray:
+    """The auxiliary target-map label: uint8 ``(size, size)``, the area fraction of target pixels (``truth == 1``;
+    ignore pixels count as background) per observation pixel, scaled to 0-255."""
+    frac = cv2.resize((np.asarray(truth) == 1).astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
+    return np.round(frac * 255).astype(np.uint8)
+
+
+def returns_to_go(rewards: list[float], gamma: float) -> list[float]:
+    """Discounted return-to-go of each step of one episode's ``rewards``."""
+    g, rtg = 0.0, []
+    for r in reversed(rewards):
+        g = r + gamma * g
+        rtg.append(g)
+    return rtg[::-1]
 
 
 def soft_target(truth: np.ndarray, pred: np.ndarray, clicks: Any, click: Any, grid: int, n_actions: int,

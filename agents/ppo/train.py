@@ -21,12 +21,12 @@ class PPOConfig:
     """Settings of the wrapped env and of PPO (saved as ``model.json`` beside each model)."""
 
     size: int = 64
-    grid: int = 16
-    finish: bool = False
+    grid: int = 32
+    finish: bool = True
     clicks: bool = True
     caption: bool = True
     width: int = 32
-    max_clicks: int = 10
+    max_clicks: int = 5
     n_envs: int = 2
     n_steps: int = 128
     batch_size: int = 64
@@ -71,7 +71,7 @@ def save_model(model: Any, path: str | Path, cfg: PPOConfig) -> Path:
 
 def train(dataset: Any = "synthetic:train", segmenter: Any = "default", out: str | Path = "runs/ppo", *,
           timesteps: int = 20_000, bc_demos: str | Path | None = None, bc_episodes: int = 400,
-          bc_clicks: int | None = 3, bc_epochs: int = 10, resume: bool = False, subproc: bool = True,
+          bc_clicks: int | None = 4, bc_epochs: int = 8, bc_lr: float = 3e-3, resume: bool = False, subproc: bool = True,
           checkpoint_every: int = 2048, progress: bool = True, **config: Any) -> Path:
     """Train a PPO click policy and save ``out/model.zip``; returns its path.
 
@@ -80,7 +80,7 @@ def train(dataset: Any = "synthetic:train", segmenter: Any = "default", out: str
         timesteps: PPO environment steps (0: BC only).
         bc_demos: folder of oracle demonstrations (``demos.npz``, generated there with ``bc_episodes``
             episodes of at most ``bc_clicks`` clicks if missing); None skips the warm start.
-        bc_epochs: behaviour-cloning epochs.
+        bc_epochs, bc_lr: behaviour-cloning epochs and peak learning rate.
         resume: continue from the newest checkpoint in ``out/checkpoints`` (or ``out/model.zip``).
         subproc: run the ``n_envs`` workers as subprocesses (else in-process).
         config: :class:`PPOConfig` fields (``grid``, ``size``, ``learning_rate``...).
@@ -120,7 +120,8 @@ def train(dataset: Any = "synthetic:train", segmenter: Any = "default", out: str
             demos = load_or_generate(bc_demos, partial(make_env, dataset, segmenter, cfg), bc_episodes,
                                      workers=cfg.n_envs, clicks_per_episode=bc_clicks, gamma=cfg.gamma,
                                      seed=cfg.seed, progress=progress)
-            history = behaviour_clone(model.policy, demos, epochs=bc_epochs, seed=cfg.seed, progress=progress)
+            history = behaviour_clone(model.policy, demos, epochs=bc_epochs, lr=bc_lr, seed=cfg.seed,
+                                      progress=progress)
             (out / "bc_log.json").write_text(json.dumps(history, indent=1) + "\n")
             save_model(model, out / "bc_model", cfg)
     log_dir = out if start is None else out / f"resume_{model.num_timesteps}"  # keeps earlier progress.csv

@@ -10,8 +10,10 @@ demonstrations' JSONL format.
 
 Retraining on the union with the original demonstrations:
 
-* PPO/BC policy: :func:`retrain_bc` turns every step of the union into the policy's (observation, grid
-  action) pairs and behaviour-clones a fresh policy with :func:`agents.ppo.bc.behaviour_clone`;
+* PPO/BC policy: :func:`bc_demos_from_trajectories` turns the union into the behaviour-cloning arrays of
+  :func:`agents.ppo.bc.generate_demos` (soft grid labels, target maps, finish rows) and :func:`retrain`
+  behaviour-clones either a fresh policy (SegAgent's "retrain from the base model") or, in the practical
+  variant, fine-tunes the rolled-out policy itself at a lower learning rate;
 * MLLM policy: export the union for supervised fine-tuning (``hlmat export``) and fine-tune from the base
   model on it, as for the original demonstrations.
 """
@@ -118,70 +120,137 @@ def star_relabel(agent: Agent, dataset: Any = "synthetic:train", indices: Iterab
     return trajs, stats
 
 
-def bc_demos_from_trajectories(trajs: Sequence[Trajectory], cfg: dict, gamma: float = 0.9) -> dict[str, np.ndarray]:
-    """The PPO policy's behaviour-cloning arrays (:func:`agents.ppo.bc.generate_demos`' format) from
-    trajectories: one row per click, the observation the policy saw before it and the click's grid action.
+class _Replay:
+    """Segmenter stand-in for replaying recorded masks through the env's observation: it never predicts."""
+
+    name = "replay"
+
+    def set_image(self, image: np.ndarray) -> None:
+        pass
+
+    def predict(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the replay segmenter only serves reset(initial_mask=...) observations")
+
+
+def bc_demos_from_trajectories(trajs: Sequence[Trajectory], cfg: dict, gamma: float = 0.9, *, max_clicks: int,
+                               tau_stop: float = 0.98) -> dict[str, np.ndarray]:
+    """The PPO policy's behaviour-cloning arrays in :func:`agents.ppo.bc.generate_demos`' format.
+
+    One row per click: the observation the policy saw before it (rebuilt by the env itself, as
+    :class:`agents.ppo.agent.PPOAgent` sees it), the click snapped to the grid (``action``),
+    the soft label over the grid (:func:`agents.ppo.bc.soft_target` for the click's sign; the sample's target is
+    a training label here), the target map and the return-to-go of the IoU gains. When ``cfg["finish"]``, a
+    trajectory that stopped before ``max_clicks`` clicks below ``tau_stop`` stopped because no click raised
+    the IoU (the recording rule of :func:`star_trajectory` and :func:`hlmat_env.trajectories.record_trajectory`),
+    so its final state gets one more row labelled *finish* (reward 0).
 
     Args:
-        trajs: trajectories whose ``dataset`` spec and ``index`` reload the image.
+        trajs: trajectories whose ``dataset`` spec and ``index`` reload the image and the target.
         cfg: the policy's :class:`agents.ppo.train.PPOConfig` as a dict (``size``, ``grid``, ``finish``,
             ``clicks``, ``caption``).
+        gamma: discount of the return-to-go.
+        max_clicks: the smallest click budget the trajectories were recorded with (a trajectory that used its
+            whole budget gets no finish row; a budget below this one would give wrong finish rows).
+        tau_stop: the IoU at which the recordings stopped.
+
+    Returns:
+        ``image`` uint8 ``(N, C, S, S)``, ``action`` int64 ``(N,)``, ``target`` float32 ``(N, A)`` (rows sum
+        to 1), ``ret`` float32 ``(N,)``, ``target_map`` uint8 ``(N, S, S)`` and, with a caption, ``caption``
+        float32 ``(N, D)``.
+
+    Raises:
+        ValueError: a trajectory names no dataset/index, or its sample's size differs from the trajectory's.
     """
-    from hlmat_env.datasets import make_dataset
+    import gymnasium as gym
+
+    import hlmat_env  # noqa: F401
+    from agents.ppo.bc import returns_to_go, soft_target, target_map
     from hlmat_env.wrappers import click_to_cell, encode_caption, stack_image_mask
 
-    datasets: dict[str, Any] = {}
-    images, captions, actions, returns = [], [], [], []
+    grid, finish, size = int(cfg["grid"]), bool(cfg["finish"]), int(cfg["size"])
+    n_actions = 2 * grid**2 + int(finish)
+    envs: dict[str, Any] = {}
+    rows: dict[str, list] = {k: [] for k in ("image", "caption", "action", "target", "ret", "target_map")}
     for t in trajs:
         if not t.dataset or t.index < 0:
             raise ValueError(f"trajectory {t.episode_id!r} names no dataset/index: cannot reload its image")
-        ds = datasets.setdefault(t.dataset, make_dataset(t.dataset))
-        image = ds[t.index].image
+        env = envs.setdefault(t.dataset, gym.make("HLMATEnv-v0", dataset=t.dataset, segmenter=_Replay()))
+        truth = np.asarray(env.unwrapped.dataset[t.index].target)
+        if truth.shape != (t.height, t.width):
+            raise ValueError(f"trajectory {t.episode_id!r} is {t.height}x{t.width} but sample {t.index} of "
+                             f"{t.dataset!r} is {truth.shape[0]}x{truth.shape[1]}")
+        t_map = target_map(truth, size)
+        stop = finish and len(t.clicks) < max_clicks and t.iou_before(len(t.clicks)) < tau_stop
         rewards = []
-        for k, step in enumerate(t.clicks):
-            mask = t.mask_before(k).astype(np.uint8) * 255
-            clicks = [s.click for s in t.clicks[:k]] if cfg["clicks"] else None
-            images.append(stack_image_mask(image, mask, cfg["size"], clicks, mask.shape))
-            if cfg["caption"]:
-                captions.append(encode_caption(t.caption))
-            actions.append(click_to_cell(step.click, cfg["grid"], t.width, t.height, cfg["finish"]))
-            rewards.append(step.iou - t.iou_before(k))
-        g, rtg = 0.0, []
-        for r in reversed(rewards):
-            g = r + gamma * g
-            rtg.append(g)
-        returns.extend(reversed(rtg))
-    out = {"image": np.stack(images), "action": np.array(actions, np.int64), "ret": np.array(returns, np.float32)}
-    if captions:
-        out["caption"] = np.stack(captions).astype(np.float32)
+        for k in range(len(t.clicks) + int(stop)):
+            mask = t.mask_before(k)
+            clicks = [s.click for s in t.clicks[:k]]
+            obs, _ = env.reset(options={"index": t.index, "initial_mask": mask})  # the env's own observation
+            rows["image"].append(stack_image_mask(obs["image"], obs["mask"], size,
+                                                  clicks if cfg["clicks"] else None, mask.shape))
+            rows["caption"].append(encode_caption(obs["caption"]))
+            rows["target_map"].append(t_map)
+            click = t.clicks[k].click if k < len(t.clicks) else None
+            label = click_to_cell(click, grid, t.width, t.height, finish)
+            rows["action"].append(label)
+            rows["target"].append(soft_target(truth, mask, clicks, click, grid, n_actions, label))
+            rewards.append(t.clicks[k].iou - t.iou_before(k) if click is not None else 0.0)
+        rows["ret"].extend(returns_to_go(rewards, gamma))
+    for env in envs.values():
+        env.close()
+    if not rows["action"]:
+        raise ValueError("the trajectories hold no click to learn from")
+    out = {"image": np.stack(rows["image"]), "action": np.array(rows["action"], np.int64),
+           "target": np.stack(rows["target"]), "ret": np.array(rows["ret"], np.float32),
+           "target_map": np.stack(rows["target_map"])}
+    if cfg["caption"]:
+        out["caption"] = np.stack(rows["caption"]).astype(np.float32)
     return out
 
 
-def retrain_bc(trajs: Sequence[Trajectory], base_model: str | Path, out: str | Path, *, epochs: int = 10,
-               seed: int = 0, progress: bool = False) -> Path:
-    """Behaviour-clone a fresh PPO policy (same configuration as ``base_model``) on ``trajs`` (the union of
-    the original demonstrations and the StaR+ trajectories); saves ``out/model.zip`` and returns its path."""
+def retrain(trajs: Sequence[Trajectory], base_model: str | Path | None, out: str | Path, *, mode: str = "bc",
+            epochs: int = 10, lr: float | None = None, max_clicks: int, extra: dict[str, np.ndarray] | None = None,
+            seed: int = 0, progress: bool = False) -> Path:
+    """Behaviour-clone the PPO policy ``base_model`` on ``trajs`` (the union of the original demonstrations and
+    the StaR+ trajectories, converted by :func:`bc_demos_from_trajectories`); saves ``out/model.zip`` (and
+    ``out/bc_log.json``) and returns its path.
+
+    Args:
+        mode: ``"bc"``: a fresh policy of the same architecture and settings (SegAgent retrains from the base
+            model); ``"finetune"``: continue from ``base_model``'s weights.
+        epochs: behaviour-cloning epochs.
+        lr: peak learning rate of the cosine schedule (default: 3e-3 for ``bc``, 3e-4 for ``finetune``).
+        max_clicks: see :func:`bc_demos_from_trajectories`.
+        extra: more arrays in :func:`agents.ppo.bc.generate_demos`' format (e.g. the policy's own training
+            demonstrations) appended to the converted ones.
+    """
     import json
 
-    import gymnasium as gym
+    import torch
     from stable_baselines3 import PPO
 
-    import hlmat_env  # noqa: F401
     from agents.ppo.agent import resolve_model
     from agents.ppo.bc import behaviour_clone
-    from agents.ppo.policy import SpatialPolicy
     from agents.ppo.train import PPOConfig, save_model
-    from hlmat_env.wrappers import sb3_wrap
 
-    cfg = PPOConfig(**json.loads(resolve_model(base_model).with_suffix(".json").read_text()))
-    demos = bc_demos_from_trajectories(trajs, cfg.__dict__, cfg.gamma)
-    env = sb3_wrap(gym.make("HLMATEnv-v0", dataset=trajs[0].dataset, max_clicks=cfg.max_clicks),
-                   **cfg.wrapper_kwargs())
-    model = PPO(SpatialPolicy, env, seed=seed, device="cpu", verbose=0,
-                policy_kwargs={"features_extractor_kwargs": {"grid": cfg.grid, "finish": cfg.finish}})
-    history = behaviour_clone(model.policy, demos, epochs=epochs, seed=seed, progress=progress)
+    if mode not in ("bc", "finetune"):
+        raise ValueError(f"mode must be 'bc' or 'finetune', got {mode!r}")
+    path = resolve_model(base_model)
+    cfg = PPOConfig(**json.loads(path.with_suffix(".json").read_text()))
+    demos = bc_demos_from_trajectories(trajs, cfg.__dict__, cfg.gamma, max_clicks=max_clicks) if trajs else {}
+    if extra is not None:
+        demos = {k: np.concatenate([demos[k], extra[k]]) if demos else extra[k] for k in extra}
+    if not demos:
+        raise ValueError("nothing to retrain on: no trajectories and no extra demonstrations")
+    model = PPO.load(path, device="cpu")
+    if mode == "bc":
+        torch.manual_seed(seed)
+        model.policy = model.policy_class(model.observation_space, model.action_space, model.lr_schedule,
+                                          **model.policy_kwargs)
+    lr = lr if lr is not None else (3e-3 if mode == "bc" else 3e-4)
+    log.info("%s on %d rows, %d epochs, lr %g", mode, len(demos["action"]), epochs, lr)
+    history = behaviour_clone(model.policy, demos, epochs=epochs, lr=lr, seed=seed, progress=progress)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bc_log.json").write_text(json.dumps(history, indent=1) + "\n")
-    env.close()
     return save_model(model, out / "model", cfg)

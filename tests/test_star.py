@@ -1,13 +1,22 @@
 """StaR+: corrected rollouts keep only IoU-raising actions, in the demonstrations' format."""
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
+import pytest
+import torch
 
+import hlmat_env  # noqa: F401
 from agents.base import Agent, Decision
+from agents.ppo.bc import generate_demos
 from agents.random_agent import RandomAgent
-from agents.star import bc_demos_from_trajectories, star_relabel
-from hlmat_env.actions import Click, encode_click
-from hlmat_env.trajectories import read_jsonl, write_jsonl
+from agents.star import bc_demos_from_trajectories, retrain, star_relabel
+from hlmat_env.actions import encode_click
+from hlmat_env.trajectories import read_jsonl, record_trajectory, write_jsonl
+from hlmat_env.wrappers import sb3_wrap
+
+ONE = "synthetic:train?size=1"
+CFG = {"size": 32, "grid": 8, "finish": True, "clicks": True, "caption": True}
 
 
 class SometimesGood(Agent):
@@ -42,10 +51,64 @@ def test_star_output_contains_no_iou_lowering_action(disc_segmenter, tmp_path):
     assert np.mean(stats.final_ious) > np.mean(stats.start_ious)
 
 
+def test_converted_arrays_match_generate_demos(disc_segmenter):
+    """The robot user's own trajectory converts to generate_demos' keys, dtypes and shapes; its first state (the
+    same empty start and the same expert click for both) gives identical rows; soft labels sum to 1."""
+    env = gym.make("HLMATEnv-v0", dataset=ONE, segmenter=disc_segmenter, max_clicks=3)
+    ref = generate_demos(sb3_wrap(env, **CFG), 1, clicks_per_episode=3, explore=0.0, progress=False)
+    traj = record_trajectory(env, 0, max_clicks=3, dataset_spec=ONE)
+    got = bc_demos_from_trajectories([traj], CFG, max_clicks=3)
+    assert set(got) == set(ref)
+    for k in ref:
+        assert got[k].dtype == ref[k].dtype and got[k].shape[1:] == ref[k].shape[1:], k
+    for k in ("image", "caption", "action", "target", "target_map"):  # returns differ: ref's clicks are snapped
+        np.testing.assert_array_equal(got[k][0], ref[k][0], err_msg=k)
+    assert len(got["action"]) >= len(traj.clicks) >= 1
+    np.testing.assert_allclose(got["target"].sum(1), 1.0, rtol=1e-5)
+    assert all(got["target"][i, a] > 0 for i, a in enumerate(got["action"]))  # the label's cell is accepted
+
+
+def test_finish_row_only_where_no_click_improved(disc_segmenter):
+    env = gym.make("HLMATEnv-v0", dataset="synthetic:train", segmenter=disc_segmenter, max_clicks=20)
+    trajs = [record_trajectory(env, i, max_clicks=20, dataset_spec="synthetic:train") for i in range(4)]
+    got = bc_demos_from_trajectories(trajs, CFG, max_clicks=20)
+    finish = 2 * CFG["grid"] ** 2
+    ends = np.cumsum([len(t.clicks) + (len(t.clicks) < 20 and t.clicks[-1].iou < 0.98) for t in trajs]) - 1
+    assert (got["action"] == finish).sum() >= 1 and set(np.flatnonzero(got["action"] == finish)) <= set(ends)
+    np.testing.assert_array_equal(got["target"][got["action"] == finish, finish], 1.0)
+    assert np.all(got["ret"][got["action"] == finish] == 0.0)
+    no_finish = bc_demos_from_trajectories(trajs, {**CFG, "finish": False}, max_clicks=20)
+    assert len(no_finish["action"]) == sum(len(t.clicks) for t in trajs)
+
+
 def test_bc_arrays_from_star_trajectories(disc_segmenter):
     trajs, _ = star_relabel(SometimesGood(), "synthetic:train", range(2), segmenter=disc_segmenter, max_clicks=4)
-    cfg = {"size": 32, "grid": 8, "finish": False, "clicks": True, "caption": True}
-    demos = bc_demos_from_trajectories(trajs, cfg)
+    cfg = {**CFG, "finish": False, "size": 32}
+    demos = bc_demos_from_trajectories(trajs, cfg, max_clicks=4)
     n = sum(len(t.clicks) for t in trajs)
-    assert demos["image"].shape == (n, 6, 32, 32) and demos["action"].shape == (n,)
-    assert demos["action"].max() < 2 * 8 * 8 and len(demos["caption"]) == n
+    assert demos["image"].shape == (n, 6, 32, 32) and demos["target"].shape == (n, 2 * 8 * 8)
+    assert demos["action"].max() < 2 * 8 * 8 and len(demos["caption"]) == n and len(demos["target_map"]) == n
+
+
+@pytest.mark.slow
+def test_retrain_modes(disc_segmenter, tmp_path):
+    """finetune starts from the policy's weights, bc from a fresh network (checked with a zero learning rate)."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from agents.ppo.policy import SpatialPolicy
+    from agents.ppo.train import PPOConfig, save_model
+
+    cfg = PPOConfig(size=32, grid=8, finish=True, width=8)
+    env = sb3_wrap(gym.make("HLMATEnv-v0", dataset="synthetic:train", segmenter=disc_segmenter), **CFG)
+    model = PPO(SpatialPolicy, DummyVecEnv([lambda: env]), n_steps=16, device="cpu", seed=0,
+                policy_kwargs={"features_extractor_kwargs": {"width": 8}})
+    base = save_model(model, tmp_path / "base" / "model", cfg)
+    trajs, _ = star_relabel(SometimesGood(), "synthetic:train", range(2), segmenter=disc_segmenter, max_clicks=3)
+    weights = {}
+    for mode in ("finetune", "bc"):
+        path = retrain(trajs, base, tmp_path / mode, mode=mode, epochs=1, lr=0.0, max_clicks=3, seed=1)
+        weights[mode] = PPO.load(path, device="cpu").policy.state_dict()
+    ref = model.policy.state_dict()
+    assert all(torch.equal(weights["finetune"][k], v) for k, v in ref.items())
+    assert not all(torch.equal(weights["bc"][k], v) for k, v in ref.items())

@@ -10,10 +10,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "star", help="StaR+: relabel a policy's rollouts with the robot user; write them and the union",
         description="Roll AGENT out on the dataset's samples, keep its IoU-raising clicks and replace the others "
                     "by the robot user's; write DIR/star.jsonl and DIR/union/ (the original demonstrations plus "
-                    "star.jsonl). With --retrain bc (AGENT = ppo:PATH) also behaviour-clone a fresh policy on "
-                    "the union into DIR/model.zip. For an MLLM policy, export DIR/union with hlmat export and "
-                    "fine-tune from the base model on it.")
+                    "star.jsonl). With --retrain bc (AGENT = ppo:PATH) also behaviour-clone a fresh policy of the "
+                    "same architecture on the union into DIR/model.zip; --retrain finetune continues from AGENT's "
+                    "weights instead (lower learning rate). --limit 0 gives the control: retraining on the "
+                    "demonstrations only. For an MLLM policy, export DIR/union with hlmat export and fine-tune "
+                    "from the base model on it.")
     p.add_argument("--agent", required=True, help="policy spec (ppo:PATH, mllm:PATH, ...)")
+    p.add_argument("--agent-kwargs", default=None, metavar="JSON",
+                   help='extra agent arguments per kind, as for benchmark: \'{"ppo": {"deterministic": false}}\'')
     p.add_argument("--dataset", default="synthetic:train", help="training samples (default: synthetic:train)")
     p.add_argument("--demos", required=True, help="original demonstrations (folder of *.jsonl or a JSONL file)")
     p.add_argument("--out", required=True, help="output folder")
@@ -21,9 +25,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="only the first N samples")
     p.add_argument("--max-clicks", type=int, default=20, help="at most this many clicks (default: 20)")
     p.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
-    p.add_argument("--retrain", choices=("none", "bc"), default="none", help="retrain on the union (default: none)")
+    p.add_argument("--retrain", choices=("none", "bc", "finetune"), default="none",
+                   help="retrain on the union: a fresh policy (bc) or AGENT's weights (finetune) (default: none)")
     p.add_argument("--bc-epochs", type=int, default=10, help="behaviour-cloning epochs (default: 10)")
+    p.add_argument("--bc-lr", type=float, default=None,
+                   help="peak learning rate (default: 3e-3 for bc, 3e-4 for finetune)")
+    p.add_argument("--bc-demos", default=None,
+                   help="extra demonstrations in train-ppo's demos.npz format (e.g. the policy's own training "
+                        "set) added to the union for retraining")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.set_defaults(coords=None)  # agent_kwargs_from_args reads benchmark's --coords shortcut too
     return p
 
 
@@ -31,15 +42,21 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
+    import numpy as np
     import torch
 
     from agents.base import make_agent
-    from agents.star import retrain_bc, star_relabel
+    from agents.commands.benchmark import agent_kwargs_from_args
+    from agents.star import retrain, star_relabel
     from hlmat_env.trajectories import iter_trajectories, write_jsonl
 
     torch.set_num_threads(1)
     original = list(iter_trajectories(args.demos))
-    agent = make_agent(args.agent)
+    kind, _, path = args.agent.partition(":")
+    if args.retrain != "none" and kind != "ppo":
+        raise SystemExit(f"--retrain {args.retrain} needs a ppo:PATH agent (its weights and configuration), "
+                         f"got {args.agent!r}")
+    agent = make_agent(args.agent, **agent_kwargs_from_args(args).get(kind, {}))
     trajs, stats = star_relabel(agent, args.dataset, segmenter=args.segmenter, limit=args.limit,
                                 max_clicks=args.max_clicks, seed=args.seed, progress=not args.no_progress)
     out = Path(args.out)
@@ -52,11 +69,13 @@ def run(args: argparse.Namespace) -> int:
     (out / "star_stats.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(f"StaR+: {stats.episodes} episodes, {stats.kept} policy clicks kept, {stats.replaced} replaced by the "
           f"robot user; wrote {out / 'star.jsonl'} and {out / 'union'} ({summary['union_episodes']} episodes)")
-    if args.retrain == "bc":
-        kind, _, path = args.agent.partition(":")
-        if kind != "ppo":
-            raise SystemExit(f"--retrain bc needs a ppo:PATH agent (its configuration), got {args.agent!r}")
-        model = retrain_bc(original + trajs, path or None, out, epochs=args.bc_epochs, seed=args.seed,
-                           progress=not args.no_progress)
-        print(f"retrained on the union: {model}")
+    if args.retrain != "none":
+        extra = None
+        if args.bc_demos:
+            with np.load(args.bc_demos) as z:
+                extra = dict(z)
+        model = retrain(original + trajs, path or None, out, mode=args.retrain, epochs=args.bc_epochs,
+                        lr=args.bc_lr, max_clicks=args.max_clicks, extra=extra, seed=args.seed,
+                        progress=not args.no_progress)
+        print(f"retrained ({args.retrain}) on the union: {model}")
     return 0

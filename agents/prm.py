@@ -25,7 +25,8 @@ class PRM(Protocol):
 
 class LearnedPRM:
     """The learned value head (:class:`agents.prm_model.PRMNet`). An empty mask scores 0 (its IoU is 0 for
-    any non-empty target; the network is not trained on empty masks).
+    any non-empty target; the network is not trained on empty masks). The target map of the last image and
+    caption is kept, so scoring several masks of one state, or consecutive calls on it, costs one trunk pass.
 
     Args:
         path: checkpoint file or folder (``prm.pt``) written by ``hlmat train-prm``.
@@ -39,24 +40,39 @@ class LearnedPRM:
         self.path = str(path)
         self.model = load_prm_net(path)
         self._torch = torch
+        self._last: tuple[Any, Any] = (None, None)
+
+    def _logits(self, image: np.ndarray, caption: str) -> Any:
+        import zlib
+
+        from agents.prm_model import caption_features, resize_image
+
+        key = (image.shape, zlib.crc32(np.ascontiguousarray(image).tobytes()), caption)
+        if self._last[0] != key:
+            cfg = self.model.config
+            img = self._torch.from_numpy(resize_image(image, cfg.size)[None])
+            cap = self._torch.from_numpy(caption_features(caption, cfg.caption_dim)[None])
+            with self._torch.no_grad():
+                self._last = (key, self.model.target_logits(img, cap))
+        return self._last[1]
 
     def score(self, image: np.ndarray, mask: np.ndarray, caption: str = "") -> float:
         return self.score_batch(image, [mask], caption)[0]
 
     def score_batch(self, image: np.ndarray, masks: Sequence[np.ndarray], caption: str = "") -> list[float]:
-        from agents.prm_model import caption_features, prm_inputs
+        from agents.prm_model import resize_mask
 
-        cfg = self.model.config
+        for m in masks:
+            if np.shape(m) != image.shape[:2]:
+                raise ValueError(f"mask shape {np.shape(m)} != image shape {image.shape[:2]}")
         out = [0.0] * len(masks)
         live = [i for i, m in enumerate(masks) if np.any(m)]
         if not live:
             return out
-        views, scalars = zip(*(prm_inputs(image, np.asarray(masks[i], bool), cfg.size, cfg.crop_factor)
-                               for i in live))
-        cap = np.repeat(caption_features(caption, cfg.caption_dim)[None], len(live), 0)
-        t = self._torch
-        with t.no_grad():
-            pred = self.model(t.from_numpy(np.stack(views)), t.from_numpy(np.stack(scalars)), t.from_numpy(cap))
+        logits = self._logits(image, caption)
+        small = self._torch.from_numpy(np.stack([resize_mask(masks[i], self.model.config.size) for i in live]))
+        with self._torch.no_grad():
+            pred = self.model.iou_from_logits(logits.expand(len(live), -1, -1), small)
         for i, p in zip(live, pred.tolist()):
             out[i] = float(p)
         return out

@@ -10,8 +10,9 @@ For every sample the builder collects (empty masks are skipped: their IoU is tri
 * **degraded targets** (:func:`hlmat_env.masks.degrade`: eroded/dilated, shifted, blobs added/cut), the
   target's **bounding box**, and the target itself.
 
-Labels come from :func:`hlmat_env.metrics.iou` (ignore pixels excluded). The target is read here only to make
-labels and perturbations: the PRM itself never sees it.
+Labels come from :func:`hlmat_env.metrics.iou` (ignore pixels excluded) at full resolution; images, masks and
+targets are stored at the network's input size (:class:`PRMData`). The target is read here only to make
+labels (the IoU and the target map the trunk learns to predict) and perturbations: the PRM never sees it.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from agents.prm_model import PRMConfig, caption_features, prm_inputs
+from agents.prm_model import PRMConfig, resize_image, resize_mask
 from hlmat_env.actions import Click
 from hlmat_env.masks import bbox_xywh, box_mask, degrade
 from hlmat_env.metrics import iou
@@ -31,31 +32,41 @@ from hlmat_env.metrics import iou
 
 @dataclass
 class PRMData:
-    """A set of PRM training states (N of them).
+    """PRM training states: M scenes (image, caption, target map) and N states (a mask of a scene, its IoU).
 
     Attributes:
-        views: uint8 ``(N, 2, 4, S, S)``; scalars: float32 ``(N, 2)``; captions: float32 ``(N, caption_dim)``;
-        labels: float32 ``(N,)`` true IoU in [0, 1]; sample_ids: ``N`` sample ids; sources: ``N`` state kinds.
+        images: uint8 ``(M, 3, S, S)`` (:func:`agents.prm_model.resize_image`); targets: uint8 ``(M, S, S)``
+        target coverage 0-255 (:func:`agents.prm_model.resize_mask`, a training label only); captions: ``M``
+        strings; scene_ids: ``M`` sample ids. state_scene: int64 ``(N,)`` scene of each state; masks: uint8
+        ``(N, S, S)`` mask coverage 0-255; labels: float32 ``(N,)`` true IoU (full resolution) in [0, 1];
+        sources: ``N`` state kinds.
     """
 
-    views: np.ndarray
-    scalars: np.ndarray
-    captions: np.ndarray
+    images: np.ndarray
+    targets: np.ndarray
+    captions: list[str]
+    scene_ids: list[str]
+    state_scene: np.ndarray
+    masks: np.ndarray
     labels: np.ndarray
-    sample_ids: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    @property
+    def sample_ids(self) -> list[str]:
+        """The sample id of every state (``N``)."""
+        return [self.scene_ids[i] for i in self.state_scene]
 
     def save(self, path: str | Path) -> Path:
         """Write the states to ``path`` (compressed ``.npz``), to train again without rebuilding them."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npz")  # renamed when complete: no half-written cache
-        np.savez_compressed(tmp, views=self.views, scalars=self.scalars, captions=self.captions,
-                            labels=self.labels, sample_ids=np.asarray(self.sample_ids, str),
-                            sources=np.asarray(self.sources, str))
+        np.savez_compressed(tmp, images=self.images, targets=self.targets, captions=np.asarray(self.captions, str),
+                            scene_ids=np.asarray(self.scene_ids, str), state_scene=self.state_scene,
+                            masks=self.masks, labels=self.labels, sources=np.asarray(self.sources, str))
         tmp.replace(path)
         return path
 
@@ -64,52 +75,67 @@ class PRMData:
         """Read states written by :meth:`save`."""
         try:
             with np.load(path) as z:
-                return cls(z["views"], z["scalars"], z["captions"], z["labels"], z["sample_ids"].tolist(),
-                           z["sources"].tolist())
+                return cls(z["images"], z["targets"], z["captions"].tolist(), z["scene_ids"].tolist(),
+                           z["state_scene"].astype(np.int64), z["masks"], z["labels"], z["sources"].tolist())
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
             raise ValueError(f"{path} is not a PRM state file written by PRMData.save: {e}") from None
 
-    def split(self, keep: Sequence[bool]) -> tuple["PRMData", "PRMData"]:
-        """``(states where keep, the other states)``."""
-        k = np.asarray(keep, bool)
+    def split(self, keep_scene: Sequence[bool]) -> tuple["PRMData", "PRMData"]:
+        """``(the scenes where keep_scene with their states, the other scenes with theirs)``."""
+        k = np.asarray(keep_scene, bool)
+        if k.shape != (len(self.scene_ids),):
+            raise ValueError(f"keep_scene needs one flag per scene ({len(self.scene_ids)}), got {k.shape}")
         parts = []
         for m in (k, ~k):
-            ix = np.flatnonzero(m)
-            parts.append(PRMData(self.views[ix], self.scalars[ix], self.captions[ix], self.labels[ix],
-                                 [self.sample_ids[i] for i in ix], [self.sources[i] for i in ix]))
+            sc = np.flatnonzero(m)
+            remap = np.full(len(m), -1, np.int64)
+            remap[sc] = np.arange(len(sc))
+            st = np.flatnonzero(m[self.state_scene])
+            parts.append(PRMData(self.images[sc], self.targets[sc], [self.captions[i] for i in sc],
+                                 [self.scene_ids[i] for i in sc], remap[self.state_scene[st]], self.masks[st],
+                                 self.labels[st], [self.sources[i] for i in st]))
         return parts[0], parts[1]
 
     @classmethod
     def concat(cls, parts: Sequence["PRMData"]) -> "PRMData":
-        """The states of all ``parts``, in order."""
-        return cls(np.concatenate([d.views for d in parts]), np.concatenate([d.scalars for d in parts]),
-                   np.concatenate([d.captions for d in parts]), np.concatenate([d.labels for d in parts]),
-                   [x for d in parts for x in d.sample_ids], [x for d in parts for x in d.sources])
+        """The scenes and states of all ``parts``, in order."""
+        offsets = np.cumsum([0] + [len(d.scene_ids) for d in parts[:-1]])
+        return cls(np.concatenate([d.images for d in parts]), np.concatenate([d.targets for d in parts]),
+                   [x for d in parts for x in d.captions], [x for d in parts for x in d.scene_ids],
+                   np.concatenate([d.state_scene + o for d, o in zip(parts, offsets)]),
+                   np.concatenate([d.masks for d in parts]), np.concatenate([d.labels for d in parts]),
+                   [x for d in parts for x in d.sources])
 
 
 class _Collector:
     def __init__(self, config: PRMConfig):
         self.config = config
         self.rows: dict[str, list] = defaultdict(list)
+        self.scenes: dict[str, int] = {}
 
     def add(self, image: np.ndarray, mask: np.ndarray, target: np.ndarray, caption: str, sample_id: str,
             source: str) -> None:
         if not mask.any():
             return
-        views, scalars = prm_inputs(image, mask, self.config.size, self.config.crop_factor)
-        self.rows["views"].append(views)
-        self.rows["scalars"].append(scalars)
-        self.rows["captions"].append(caption_features(caption, self.config.caption_dim))
+        s = self.config.size
+        if sample_id not in self.scenes:
+            self.scenes[sample_id] = len(self.scenes)
+            self.rows["images"].append(resize_image(image, s))
+            self.rows["targets"].append(resize_mask(target, s))
+            self.rows["captions"].append(str(caption))
+            self.rows["scene_ids"].append(sample_id)
+        self.rows["state_scene"].append(self.scenes[sample_id])
+        self.rows["masks"].append(resize_mask(mask, s))
         self.rows["labels"].append(iou(mask, target))
-        self.rows["sample_ids"].append(sample_id)
         self.rows["sources"].append(source)
 
     def data(self) -> PRMData:
         if not self.rows["labels"]:
             raise ValueError("no PRM training state was produced (empty dataset or empty targets?)")
         r = self.rows
-        return PRMData(np.stack(r["views"]), np.stack(r["scalars"]), np.stack(r["captions"]),
-                       np.asarray(r["labels"], np.float32), list(r["sample_ids"]), list(r["sources"]))
+        return PRMData(np.stack(r["images"]), np.stack(r["targets"]), list(r["captions"]), list(r["scene_ids"]),
+                       np.asarray(r["state_scene"], np.int64), np.stack(r["masks"]),
+                       np.asarray(r["labels"], np.float32), list(r["sources"]))
 
 
 def noisy_click(env: Any, rng: np.random.Generator, p_expert: float) -> Click | None:
@@ -135,7 +161,7 @@ def _sample_states(env: Any, index: int, rng: np.random.Generator, col: _Collect
     gt = target > 0
     if not gt.any():
         return
-    for p in (0.7, 0.3):
+    for p in (0.7, 0.3) if rollout_clicks > 0 else ():
         env.reset(seed=int(rng.integers(2**31)), options={"index": index})
         for _ in range(rollout_clicks):
             click = noisy_click(u, rng, p)
@@ -221,7 +247,7 @@ def build_prm_dataset(dataset: Any = "synthetic:train", indices: Iterable[int] |
         segmenter: segmenter for the noisy-policy rollouts.
         demos: a demonstrations folder / JSONL file (:mod:`hlmat_env.trajectories`), optional.
         config: the PRM input configuration.
-        rollout_clicks: clicks per noisy rollout; n_degraded: degraded targets per sample.
+        rollout_clicks: clicks per noisy rollout (0: no rollouts, no segmenter calls); n_degraded: degraded targets per sample.
         seed: base seed; each sample's states come from ``default_rng([seed, index])``, so the result does
             not depend on ``workers``.
         workers: processes that build the generated states (samples split in contiguous chunks).

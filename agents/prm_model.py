@@ -1,23 +1,30 @@
-"""The learned process reward model (PRM): a small CNN value head that predicts a mask's IoU with the unseen
-target from the image, the mask and the caption.
+"""The learned process reward model (PRM): a caption-conditioned fully convolutional network that predicts
+where the described target is, and an IoU estimate read off that prediction and the current mask.
 
-Inputs (:func:`prm_inputs`), all at a fixed ``size`` (64 by default):
+Inputs, all at a fixed square ``size`` (64 by default, aspect not kept):
 
-* a **global view**: the whole image (RGB) and the mask (area-resampled, so thin parts stay visible), 4 channels;
-* a **crop view**: the same 4 channels in a square around the mask's bounding box, ``crop_factor`` (2.0) times
-  its longer side plus 8 px, so the network sees the boundary at a useful resolution whatever the object size;
-* **scalars**: mask area fraction and crop side over image side;
-* the **caption** as a hashed bag of words (:func:`caption_features`): lower-cased alphanumeric tokens, each
-  counted in bucket ``crc32(token) % caption_dim``, L2-normalised. No vocabulary file, stable across processes.
+* the **image** (RGB, area-resampled) plus two coordinate channels (x, y in [-1, 1]), so positions and
+  relations ("left of") can be read by convolutions;
+* the **caption** (:func:`caption_features`): a hashed bag of words of its *head* (the words before the first
+  relation phrase such as "left of", "above", "next to") and of its *tail* (the words after it), plus a one-hot
+  of that relation (or "none": then the head is the whole caption). Each token goes to two buckets,
+  ``crc32(token) % dim`` and ``crc32("#" + token) % dim``, so two words are confused only if both collide. No
+  vocabulary file, stable across processes, and any free-form caption (RefCOCO, COCO class names) works;
+* the **current mask** (area-resampled to a coverage fraction per pixel).
 
-Each view goes through its own 4-layer strided CNN (BatchNorm, ReLU, global average + max pooling); the pooled
-features, scalars and caption feed an MLP whose sigmoid output is the IoU estimate in [0, 1].
+The **grounding trunk** (a small U-Net, every conv block modulated by FiLM from the caption embedding) sees
+image and caption only, never the mask, and outputs a target map: per pixel the predicted fraction of the
+pixel covered by the target. It is trained with BCE against the downsampled target (a training label only).
+The **IoU head** compares that map ``p`` with the mask ``m``: the fuzzy IoU ``sum(min(p, m)) / sum(max(p, m))``
+(which equals the true IoU, up to resampling, when ``p`` is the true coverage), and a small MLP on a few
+statistics of the two maps adds a learned correction in logit space. The output is in [0, 1].
 
 Design choice: the PRM is a **standalone** value network, not the value head of the PPO actor-critic. The PPO
 value estimates the *return to go* of a policy (it changes with the policy and the discount), while the PRM
 estimates the IoU of the *current mask*, a policy-independent quantity; a separate network can be trained on
 states from any source (demonstrations, degraded masks, other policies), reused with any agent (MLLM, BC, PPO)
-and as an annotation-quality filter, and it keeps the policy's trunk free of the PRM's regression loss.
+and as an annotation-quality filter. Its target map is computed once per image and caption, so scoring many
+candidate masks of one state (tree search) costs one trunk pass.
 """
 from __future__ import annotations
 
@@ -29,110 +36,157 @@ import numpy as np
 import torch
 from torch import nn
 
+RELATIONS = ("left of", "right of", "above", "below", "next to", "beside", "behind", "in front of", "on top of",
+             "under", "near")
+
 
 @dataclass(frozen=True)
 class PRMConfig:
     """Hyper-parameters that define a PRM network (saved with its weights)."""
 
     size: int = 64
-    caption_dim: int = 64
+    caption_dim: int = 96
     width: int = 16
-    crop_factor: float = 2.0
+    embed: int = 128
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def caption_len(self) -> int:
+        """Length of :func:`caption_features` vectors."""
+        return 2 * self.caption_dim + len(RELATIONS) + 1
 
-def caption_features(caption: str, dim: int) -> np.ndarray:
-    """Hashed bag of words of ``caption``: float32 ``(dim,)``, L2-normalised (zeros for an empty caption)."""
+
+def _tokens(text: str) -> list[str]:
+    return "".join(ch if ch.isalnum() else " " for ch in str(text).lower()).split()
+
+
+def _bag(tokens: list[str], dim: int) -> np.ndarray:
     v = np.zeros(dim, np.float32)
-    token = []
-    for ch in str(caption).lower() + " ":
-        if ch.isalnum():
-            token.append(ch)
-        elif token:
-            v[zlib.crc32("".join(token).encode("utf-8")) % dim] += 1.0
-            token = []
+    for t in tokens:
+        v[zlib.crc32(t.encode("utf-8")) % dim] += 1.0
+        v[zlib.crc32(("#" + t).encode("utf-8")) % dim] += 1.0
     n = float(np.linalg.norm(v))
     return v / n if n > 0 else v
 
 
-def crop_box(mask: np.ndarray, factor: float) -> tuple[float, float, float]:
-    """Square crop ``(cx, cy, side)`` in pixels around the bounding box of bool HxW ``mask`` (whole image
-    when the mask is empty)."""
-    h, w = mask.shape
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
-        return (w - 1) / 2, (h - 1) / 2, float(max(h, w))
-    cx, cy = (xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2
-    side = factor * max(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1) + 8
-    return float(cx), float(cy), float(side)
-
-
-def prm_inputs(image: np.ndarray, mask: np.ndarray, size: int = 64,
-               crop_factor: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
-    """Network inputs of one state.
-
-    Args:
-        image: uint8 HxWx3 RGB.
-        mask: bool HxW (the current mask, full resolution).
-        size: side of both views.
-        crop_factor: crop side over the mask's longer bounding-box side.
+def caption_features(caption: str, dim: int = 96) -> np.ndarray:
+    """Head/tail hashed bags of words and relation one-hot of ``caption`` (see the module docstring).
 
     Returns:
-        ``views`` uint8 ``(2, 4, size, size)`` (view, channel RGB+mask, row, col) and ``scalars`` float32 ``(2,)``.
+        float32 ``(2 * dim + len(RELATIONS) + 1,)``: head bag (L2-normalised), tail bag (L2-normalised, zeros
+        without a relation), one-hot relation (last entry: none). An empty caption gives the "none" one-hot only.
     """
+    tokens = _tokens(caption)
+    text = " " + " ".join(tokens) + " "
+    found = [(text.find(f" {r} "), i, r) for i, r in enumerate(RELATIONS) if f" {r} " in text]
+    rel = np.zeros(len(RELATIONS) + 1, np.float32)
+    if found:
+        pos, i, r = min(found)
+        head, tail = text[:pos].split(), text[pos + len(r) + 2:].split()
+        rel[i] = 1.0
+    else:
+        head, tail = tokens, []
+        rel[-1] = 1.0
+    return np.concatenate([_bag(head, dim), _bag(tail, dim), rel])
+
+
+def resize_image(image: np.ndarray, size: int) -> np.ndarray:
+    """uint8 HxWx3 RGB -> uint8 ``(3, size, size)`` (area resampling)."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image must be uint8 HxWx3, got {image.dtype} {image.shape}")
-    if mask.shape != image.shape[:2]:
-        raise ValueError(f"mask shape {mask.shape} != image shape {image.shape[:2]}")
-    h, w = mask.shape
-    m = mask.astype(np.uint8) * 255
-    g_img = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-    g_msk = cv2.resize(m, (size, size), interpolation=cv2.INTER_AREA)
-    cx, cy, side = crop_box(mask.astype(bool), crop_factor)
-    s = size / side
-    affine = np.array([[s, 0, size / 2 - s * cx], [0, s, size / 2 - s * cy]], np.float32)
-    c_img = cv2.warpAffine(image, affine, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_CONSTANT)
-    c_msk = cv2.warpAffine(m, affine, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_CONSTANT)
-    views = np.stack([np.concatenate([g_img, g_msk[..., None]], 2), np.concatenate([c_img, c_msk[..., None]], 2)])
-    scalars = np.array([mask.mean(), side / max(h, w)], np.float32)
-    return views.transpose(0, 3, 1, 2).copy(), scalars
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA).transpose(2, 0, 1).copy()
 
 
-def _trunk(width: int) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    c_in = 4
-    for c_out in (width // 2, width, 2 * width, 2 * width):
-        layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
-        c_in = c_out
-    return nn.Sequential(*layers)
+def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """bool/0-1 HxW -> uint8 ``(size, size)``: the covered fraction of each output pixel, 0-255."""
+    m = (np.asarray(mask) > 0).astype(np.uint8) * 255
+    if m.ndim != 2:
+        raise ValueError(f"mask must be HxW, got shape {m.shape}")
+    return cv2.resize(m, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def fuzzy_iou(p: torch.Tensor, m: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """``sum(min(p, m)) / sum(max(p, m))`` over the last two dims of float maps in [0, 1]: ``(B,)``."""
+    return torch.minimum(p, m).sum((-2, -1)) / (torch.maximum(p, m).sum((-2, -1)) + eps)
+
+
+class _FiLMConv(nn.Module):
+    """3x3 conv, BatchNorm without affine, FiLM (``(1 + gamma) * x + beta`` from the caption embedding), ReLU."""
+
+    def __init__(self, c_in: int, c_out: int, embed: int, stride: int = 1, dilation: int = 1):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 3, stride, padding=dilation, dilation=dilation, bias=False)
+        self.norm = nn.BatchNorm2d(c_out, affine=False)
+        self.film = nn.Linear(embed, 2 * c_out)
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
+
+    def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.film(e)[:, :, None, None].chunk(2, 1)
+        return torch.relu(self.norm(self.conv(x)) * (1 + gamma) + beta)
 
 
 class PRMNet(nn.Module):
-    """Two-view CNN + caption MLP -> IoU estimate in [0, 1] (see the module docstring)."""
+    """Caption-conditioned U-Net target map + IoU head (see the module docstring)."""
 
     def __init__(self, config: PRMConfig = PRMConfig()):
         super().__init__()
         self.config = config
-        w = config.width
-        self.global_trunk = _trunk(w)
-        self.crop_trunk = _trunk(w)
-        feat = 2 * (4 * w) + 2 + config.caption_dim  # (avg + max pool) x 2 views, scalars, caption
-        self.head = nn.Sequential(nn.Linear(feat, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 1))
+        w, e = config.width, config.embed
+        self.embed = nn.Sequential(nn.Linear(config.caption_len, e), nn.ReLU(), nn.Linear(e, e), nn.ReLU())
+        h = max(4, w // 2)  # full resolution is the expensive level: half width there
+        chans = [(5, h, 1), (h, 2 * w, 2), (2 * w, 2 * w, 1), (2 * w, 4 * w, 2), (4 * w, 4 * w, 1),
+                 (4 * w, 4 * w, 2), (4 * w, 4 * w, 1)]
+        self.down = nn.ModuleList(_FiLMConv(a, b, e, s) for a, b, s in chans)
+        self.context = _FiLMConv(4 * w + e, 4 * w, e, dilation=2)  # 8x8 with the caption broadcast
+        self.up = nn.ModuleList([_FiLMConv(8 * w, 4 * w, e), _FiLMConv(6 * w, 2 * w, e), _FiLMConv(2 * w + h, h, e)])
+        self.out = nn.Conv2d(h, 1, 1)
+        self.correction = nn.Sequential(nn.Linear(7, 32), nn.ReLU(), nn.Linear(32, 1))
+        nn.init.zeros_(self.correction[2].weight)
+        nn.init.zeros_(self.correction[2].bias)
+        s = config.size
+        yy, xx = torch.meshgrid(torch.linspace(-1, 1, s), torch.linspace(-1, 1, s), indexing="ij")
+        self.register_buffer("coords", torch.stack([xx, yy])[None], persistent=False)
 
-    def forward(self, views: torch.Tensor, scalars: torch.Tensor, caption: torch.Tensor) -> torch.Tensor:
-        """IoU estimates, float ``(B,)`` in [0, 1].
+    def target_logits(self, images: torch.Tensor, captions: torch.Tensor) -> torch.Tensor:
+        """Target-map logits, float ``(B, S, S)``.
 
         Args:
-            views: uint8 or float ``(B, 2, 4, S, S)`` from :func:`prm_inputs` (uint8 scale 0-255).
-            scalars: float ``(B, 2)``.
-            caption: float ``(B, caption_dim)`` from :func:`caption_features`.
+            images: uint8 or float (0-255 scale) ``(B, 3, S, S)`` from :func:`resize_image`.
+            captions: float ``(B, caption_len)`` from :func:`caption_features`.
         """
-        x = views.float() / 127.5 - 1.0
-        feats = []
-        for trunk, v in ((self.global_trunk, x[:, 0]), (self.crop_trunk, x[:, 1])):
-            f = trunk(v)
-            feats += [f.mean(dim=(2, 3)), f.amax(dim=(2, 3))]
-        z = torch.cat([*feats, scalars.float(), caption.float()], 1)
-        return torch.sigmoid(self.head(z)).squeeze(1)
+        x = images.float() / 127.5 - 1.0
+        x = torch.cat([x, self.coords.expand(len(x), -1, -1, -1)], 1)
+        e = self.embed(captions.float())
+        skips = []
+        for i, block in enumerate(self.down):
+            if i in (1, 3, 5):
+                skips.append(x)
+            x = block(x, e)
+        x = self.context(torch.cat([x, e[:, :, None, None].expand(-1, -1, *x.shape[2:])], 1), e)
+        for block in self.up:
+            x = nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+            x = block(torch.cat([x, skips.pop()], 1), e)
+        return self.out(x).squeeze(1)
+
+    def iou_from_logits(self, logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """IoU estimates float ``(B,)`` in [0, 1] of masks uint8 ``(B, S, S)`` (:func:`resize_mask`, 0-255)
+        against target-map logits ``(B, S, S)``."""
+        p = torch.sigmoid(logits)
+        m = masks.float() / 255.0
+        fz = fuzzy_iou(p, m)
+        inter, pm, mm = (p * m).sum((1, 2)), p.sum((1, 2)), m.sum((1, 2))
+        n = float(m.shape[-1] * m.shape[-2])
+        stats = torch.stack([fz, inter / (pm + mm - inter + 1e-6), inter / (mm + 1e-6), inter / (pm + 1e-6),
+                             mm / n * 10, pm / n * 10, p.amax((1, 2))], 1)
+        z = torch.logit(fz.clamp(1e-3, 1 - 1e-3)) + self.correction(stats).squeeze(1)
+        return torch.sigmoid(z)
+
+    def forward(self, images: torch.Tensor, masks: torch.Tensor,
+                captions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(IoU estimates (B,) in [0, 1], target-map logits (B, S, S))``; shapes as in
+        :meth:`target_logits` and :meth:`iou_from_logits`."""
+        logits = self.target_logits(images, captions)
+        return self.iou_from_logits(logits, masks), logits

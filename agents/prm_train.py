@@ -8,70 +8,81 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from agents.prm_data import PRMData
-from agents.prm_model import PRMConfig, PRMNet
+from agents.prm_model import PRMConfig, PRMNet, caption_features, fuzzy_iou
 
 log = logging.getLogger(__name__)
 
 
-def _tensors(data: PRMData, idx: np.ndarray) -> tuple[torch.Tensor, ...]:
-    return (torch.from_numpy(data.views[idx]), torch.from_numpy(data.scalars[idx]),
-            torch.from_numpy(data.captions[idx]))
+_FLIPS = ({"left": "right", "right": "left"}, {"above": "below", "below": "above", "top": "bottom",
+                                               "bottom": "top"})
 
 
-def _swap_pairs(caption_dim: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-    """Caption buckets to swap under a horizontal flip (left/right) and a vertical one (above/below)."""
-    def bucket(word: str) -> int:
-        return zlib.crc32(word.encode("utf-8")) % caption_dim
-
-    h = [(bucket("left"), bucket("right"))]
-    v = [(bucket("above"), bucket("below"))]
-    h = [p for p in h if p[0] != p[1]]
-    used = {b for p in h for b in p}
-    return h, [p for p in v if p[0] != p[1] and not used & set(p)]  # a shared bucket would mix the two
+def flip_caption(caption: str, horizontal: bool, vertical: bool) -> str:
+    """``caption`` with its relation words swapped to stay true after a horizontal (left/right) and/or
+    vertical (above/below, top/bottom) flip of the image. Lower-cased, tokens joined by single spaces."""
+    words = "".join(ch if ch.isalnum() else " " for ch in caption.lower()).split()
+    for on, table in ((horizontal, _FLIPS[0]), (vertical, _FLIPS[1])):
+        if on:
+            words = [table.get(w, w) for w in words]
+    return " ".join(words)
 
 
-def augment(views: torch.Tensor, caps: torch.Tensor, gen: torch.Generator,
-            swaps: tuple[list[tuple[int, int]], list[tuple[int, int]]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Label-preserving augmentation of a batch: random horizontal/vertical flips of both views (with the
-    caption's left/right and above/below words swapped, so relations stay true) and a per-channel colour
-    jitter of the RGB channels (contrast 0.8-1.2, brightness +-20). The mask channel is only flipped.
+def _caption_table(captions: Sequence[str], dim: int) -> torch.Tensor:
+    """Caption features of every scene under the 4 flip combinations: float ``(M, 4, caption_len)``, index
+    ``horizontal + 2 * vertical``."""
+    return torch.from_numpy(np.stack([np.stack([caption_features(flip_caption(c, bool(f & 1), bool(f & 2)), dim)
+                                                for f in range(4)]) for c in captions]))
+
+
+def augment(images: torch.Tensor, maps: Sequence[torch.Tensor], flips: torch.Tensor,
+            gen: torch.Generator) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Label-preserving augmentation of a batch of scenes: flips (``flips`` int ``(B,)``, bit 0 horizontal,
+    bit 1 vertical; the caption is flipped by the caller, :func:`flip_caption`) of the images and of every map
+    in ``maps`` (each ``(B, ..., S, S)``), and a mild brightness/contrast jitter shared by the RGB channels
+    (contrast 0.85-1.15, brightness +-15: colours keep their names).
 
     Args:
-        views: uint8 ``(B, 2, 4, S, S)``; caps: float ``(B, caption_dim)``.
+        images: uint8 ``(B, 3, S, S)``.
 
     Returns:
-        float views (0-255 scale) and captions, same shapes.
+        float images (0-255 scale) and the flipped maps.
     """
-    b = views.shape[0]
-    x, caps = views.float(), caps.clone()
-    for dim, pairs in ((-1, swaps[0]), (-2, swaps[1])):
-        flip = torch.rand(b, generator=gen) < 0.5
-        x[flip] = x[flip].flip(dim)
-        for i, j in pairs:
-            caps[flip, i], caps[flip, j] = caps[flip, j].clone(), caps[flip, i].clone()
-    contrast = 0.8 + 0.4 * torch.rand(b, 1, 3, 1, 1, generator=gen)
-    bright = 40 * torch.rand(b, 1, 3, 1, 1, generator=gen) - 20
-    x[:, :, :3] = ((x[:, :, :3] - 128) * contrast + 128 + bright).clamp(0, 255)
-    return x, caps
+    x = images.float()
+    maps = list(maps)
+    for bit, dim in ((1, -1), (2, -2)):
+        sel = (flips & bit) > 0
+        x[sel] = x[sel].flip(dim)
+        for k, m in enumerate(maps):
+            m = m.clone()
+            m[sel] = m[sel].flip(dim)
+            maps[k] = m
+    b = len(x)
+    contrast = 0.85 + 0.3 * torch.rand(b, 1, 1, 1, generator=gen)
+    bright = 30 * torch.rand(b, 1, 1, 1, generator=gen) - 15
+    return ((x - 128) * contrast + 128 + bright).clamp(0, 255), maps
 
 
 @torch.no_grad()
-def predict(model: PRMNet, data: PRMData, batch_size: int = 256) -> np.ndarray:
-    """IoU estimates float32 ``(N,)`` of every state of ``data``."""
+def predict(model: PRMNet, data: PRMData, batch_size: int = 64) -> np.ndarray:
+    """IoU estimates float32 ``(N,)`` of every state of ``data`` (one trunk pass per scene)."""
     model.eval()
-    out = []
-    for start in range(0, len(data), batch_size):
-        idx = np.arange(start, min(len(data), start + batch_size))
-        out.append(model(*_tensors(data, idx)).numpy())
-    return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
+    caps = _caption_table(data.captions, model.config.caption_dim)[:, 0]
+    out = np.zeros(len(data), np.float32)
+    for start in range(0, len(data.scene_ids), batch_size):
+        sc = np.arange(start, min(len(data.scene_ids), start + batch_size))
+        logits = model.target_logits(torch.from_numpy(data.images[sc]), caps[sc])
+        st = np.flatnonzero((data.state_scene >= sc[0]) & (data.state_scene <= sc[-1]))
+        if len(st):
+            rows = torch.from_numpy(data.state_scene[st] - sc[0])
+            out[st] = model.iou_from_logits(logits[rows], torch.from_numpy(data.masks[st])).numpy()
+    return out
 
 
 def regression_metrics(pred: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -97,53 +108,78 @@ def evaluate_prm(model: PRMNet, data: PRMData, train_mean: float | None = None) 
     return m
 
 
-def train_prm(train: PRMData, val: PRMData | None = None, *, config: PRMConfig = PRMConfig(), epochs: int = 15,
-              batch_size: int = 128, lr: float = 2e-3, weight_decay: float = 1e-4, augment_data: bool = True,
-              seed: int = 0, device: str = "cpu", progress: bool = False) -> tuple[PRMNet, dict[str, Any]]:
-    """Fit a :class:`PRMNet` to ``train`` by mean squared error on the IoU (AdamW, one-cycle learning rate).
+def train_prm(train: PRMData, val: PRMData | None = None, *, config: PRMConfig = PRMConfig(), epochs: int = 12,
+              batch_size: int = 32, states_per_scene: int = 4, lr: float = 3e-3, weight_decay: float = 1e-4,
+              iou_weight: float = 2.0, augment_data: bool = True, seed: int = 0, device: str = "cpu",
+              progress: bool = False) -> tuple[PRMNet, dict[str, Any]]:
+    """Fit a :class:`PRMNet`: the map loss (BCE of the target map against the downsampled target plus one minus
+    their fuzzy IoU: dense grounding supervision) plus ``iou_weight`` times the squared error of the IoU
+    estimate (AdamW, one-cycle schedule).
+
+    An epoch visits every training scene once, in batches of ``batch_size`` scenes; each scene contributes its
+    target map and ``states_per_scene`` of its states (drawn at random, with replacement when it has fewer),
+    which share the scene's trunk pass.
 
     Args:
-        train: training states.
+        train: training scenes and states.
         val: the **selection** split: evaluated after every epoch, and the returned weights are those of the
             epoch with the lowest MAE on it (early stopping at the best epoch). Report final numbers on a
             third split that played no part in training or selection.
-        augment_data: flips with caption relation swaps and colour jitter (:func:`augment`).
+        augment_data: flips (with the caption's relation words swapped) and a brightness/contrast jitter
+            (:func:`augment`).
 
     Returns:
-        The model (eval mode, on CPU) and a history ``{"train_loss": [...], "val": [metrics per epoch],
-        "best_epoch": int, "train_mean": float}``.
+        The model (eval mode, on CPU) and a history ``{"train_loss": [...], "train_bce": [...] (map loss),
+        "train_mse": [...], "val": [metrics per epoch], "best_epoch": int, "train_mean": float}``.
     """
     from tqdm.auto import tqdm
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    swaps = _swap_pairs(config.caption_dim)
     rng = np.random.default_rng(seed)
     model = PRMNet(config).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    steps = epochs * math.ceil(len(train) / batch_size)
+    caps = _caption_table(train.captions, config.caption_dim)
+    by_scene = [[] for _ in train.scene_ids]
+    for i, sc in enumerate(train.state_scene):
+        by_scene[sc].append(i)
+    scenes = np.array([i for i, st in enumerate(by_scene) if st])
+    steps = epochs * math.ceil(len(scenes) / batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, steps), pct_start=0.15)
-    labels = torch.from_numpy(train.labels)
-    history: dict[str, Any] = {"train_loss": [], "val": [], "best_epoch": epochs - 1,
-                               "train_mean": float(train.labels.mean())}
+    history: dict[str, Any] = {"train_loss": [], "train_bce": [], "train_mse": [], "val": [],
+                               "best_epoch": epochs - 1, "train_mean": float(train.labels.mean())}
     best_mae, best_state = float("inf"), None
     for epoch in tqdm(range(epochs), desc="train PRM", disable=not progress, unit="epoch"):
         model.train()
-        order = rng.permutation(len(train))
-        total = 0.0
+        order = rng.permutation(scenes)
+        sums = np.zeros(3)
         for start in range(0, len(order), batch_size):
-            idx = np.sort(order[start:start + batch_size])
-            views, scalars, caps = _tensors(train, idx)
+            sc = order[start:start + batch_size]
+            st = np.array([rng.choice(by_scene[i], states_per_scene) for i in sc])  # (b, k)
+            flips = (torch.randint(0, 4, (len(sc),), generator=gen) if augment_data
+                     else torch.zeros(len(sc), dtype=torch.long))
+            masks = torch.from_numpy(train.masks[st])  # (b, k, S, S)
+            targets = torch.from_numpy(train.targets[sc]).float() / 255.0
+            images = torch.from_numpy(train.images[sc])
             if augment_data:
-                views, caps = augment(views, caps, gen, swaps)
-            views, scalars, caps, y = (t.to(device) for t in (views, scalars, caps, labels[idx]))
-            loss = torch.nn.functional.mse_loss(model(views, scalars, caps), y)
+                images, (masks, targets) = augment(images, [masks, targets], flips, gen)
+            cap = caps[torch.from_numpy(sc), flips]
+            y = torch.from_numpy(train.labels[st]).reshape(-1)
+            images, masks, targets, cap, y = (t.to(device) for t in (images, masks, targets, cap, y))
+            logits = model.target_logits(images, cap)
+            k = states_per_scene
+            pred = model.iou_from_logits(logits.repeat_interleave(k, 0), masks.reshape(-1, *masks.shape[2:]))
+            bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
+            bce = bce + (1 - fuzzy_iou(torch.sigmoid(logits), targets)).mean()  # the map's IoU with the target
+            mse = torch.nn.functional.mse_loss(pred, y)
+            loss = bce + iou_weight * mse
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
-            total += loss.item() * len(idx)
-        history["train_loss"].append(total / len(train))
+            sums += np.array([loss.item(), bce.item(), mse.item()]) * len(sc)
+        for key, v in zip(("train_loss", "train_bce", "train_mse"), sums / len(scenes)):
+            history[key].append(float(v))
         if val is not None:
             model.cpu()
             m = evaluate_prm(model, val, history["train_mean"])
@@ -151,7 +187,12 @@ def train_prm(train: PRMData, val: PRMData | None = None, *, config: PRMConfig =
             if m["mae"] < best_mae:
                 best_mae, best_state, history["best_epoch"] = m["mae"], copy.deepcopy(model.state_dict()), epoch
             model.to(device)
-            log.info("epoch %d: train mse %.4f, selection %s", epoch, history["train_loss"][-1], m)
+            line = (f"epoch {epoch + 1}: train loss {history['train_loss'][-1]:.4f} (map "
+                    f"{history['train_bce'][-1]:.4f}, IoU mse {history['train_mse'][-1]:.4f}); selection Pearson "
+                    f"{m['pearson']:.3f}, MAE {m['mae']:.2f}")
+            log.info(line)
+            if progress:
+                tqdm.write(line)
     model.cpu()
     if best_state is not None:
         model.load_state_dict(best_state)

@@ -10,7 +10,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "train-prm", help="train the process reward model (IoU estimator); prints held-out Pearson/Spearman/MAE",
         description="Build PRM training states (demonstration masks from --data plus noisy-policy rollouts, "
-                    "degraded targets and boxes), train the value head keeping the epoch with the lowest MAE "
+                    "degraded targets and boxes, and cheap states of --extra-scenes more samples), train the "
+                    "caption-conditioned target-map network and its IoU head keeping the epoch with the lowest MAE "
                     "on a selection split (--select-*), report Pearson/Spearman/MAE on a separate held-out "
                     "split (--val-*), and write DIR/prm.pt and DIR/metrics.json.")
     p.add_argument("--data", default=None,
@@ -20,8 +21,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="synthetic:train",
                    help="training samples when --data is absent or its records name no dataset "
                         "(default: synthetic:train)")
-    p.add_argument("--limit", type=int, default=1500,
-                   help="training samples for rollout/degraded states (default: 1500)")
+    p.add_argument("--limit", type=int, default=700,
+                   help="training samples with noisy-policy rollout states (default: 700)")
+    p.add_argument("--extra-scenes", type=int, default=7300, metavar="N",
+                   help="N more training samples (after the first --limit) with cheap states only: degraded "
+                        "targets, box, target; no segmenter calls. They mostly teach grounding (default: 7300)")
     p.add_argument("--val-dataset", default="synthetic:val", help="held-out samples (default: synthetic:val)")
     p.add_argument("--val-limit", type=int, default=100,
                    help="report on the first N held-out samples (default: 100)")
@@ -30,20 +34,22 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--select-range", default="100:200", metavar="START:STOP",
                    help="samples of --select-dataset used for selection; must not overlap the report samples "
                         "(default: 100:200; 'none' keeps the last epoch)")
-    p.add_argument("--select-from-train", type=int, default=0, metavar="N",
-                   help="instead of --select-*, hold out the states of the last N training samples as the "
-                        "selection split (default: 0 = use --select-*)")
+    p.add_argument("--select-from-train", type=int, default=100, metavar="N",
+                   help="instead of --select-*, hold out the states of the last N rollout training samples as "
+                        "the selection split (default: 100; 0 = use --select-*)")
     p.add_argument("--cache", default=None, metavar="DIR",
-                   help="reuse/write the built states as DIR/{train,select,report}.npz")
+                   help="reuse/write the built states as DIR/{train,extra,select,report}.npz")
     p.add_argument("--workers", type=int, default=1, help="processes building states (default: 1)")
-    p.add_argument("--rollout-clicks", type=int, default=10, help="clicks per noisy rollout (default: 10)")
+    p.add_argument("--rollout-clicks", type=int, default=8, help="clicks per noisy rollout (default: 8)")
     p.add_argument("--n-degraded", type=int, default=5, help="degraded targets per sample (default: 5)")
     p.add_argument("--width", type=int, default=16, help="network width (default: 16)")
-    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default: 2e-3)")
+    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default: 3e-3)")
+    p.add_argument("--states-per-scene", type=int, default=4,
+                   help="states drawn per scene in a batch, sharing its trunk pass (default: 4)")
     p.add_argument("--no-augment", action="store_true", help="no flips / colour jitter")
     p.add_argument("--segmenter", default="default", help="segmenter of the rollouts (default: default)")
-    p.add_argument("--epochs", type=int, default=15, help="training epochs (default: 15)")
-    p.add_argument("--size", type=int, default=64, help="input resolution of both views (default: 64)")
+    p.add_argument("--epochs", type=int, default=12, help="training epochs, each a pass over the training scenes (default: 12)")
+    p.add_argument("--size", type=int, default=64, help="input resolution (default: 64)")
     p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return p
@@ -57,6 +63,19 @@ def _range(text: str) -> range | None:
     except ValueError:
         raise SystemExit(f"--select-range must be START:STOP or none, got {text!r}") from None
     return range(start, stop)
+
+
+def _dataset(spec: str, n: int) -> Any:
+    """Dataset ``spec`` with at least ``n`` samples (the synthetic generator is asked for more if needed)."""
+    from hlmat_env.datasets import make_dataset
+    from hlmat_env.datasets.synthetic import SyntheticDataset
+
+    ds = make_dataset(spec)
+    if len(ds) < n and isinstance(ds, SyntheticDataset):
+        ds = SyntheticDataset(ds.split, ds.seed, size=n)
+    if len(ds) < n:
+        raise SystemExit(f"{spec} has {len(ds)} samples; --limit + --extra-scenes needs {n}")
+    return ds
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,21 +107,32 @@ def run(args: argparse.Namespace) -> int:
         return data
 
     train = cached("train", lambda: build_prm_dataset(args.dataset, limit=args.limit, seed=args.seed, **common))
-    if args.data is not None:
-        train = PRMData.concat([train, cached("demos", lambda: demo_states(args.data, config, args.dataset))])
+    held: set[str] = set()
     if args.select_from_train:
-        held = set(list(dict.fromkeys(train.sample_ids))[-args.select_from_train:])
-        train, select = train.split([sid not in held for sid in train.sample_ids])
-        where = f"last {len(held)} training samples"
+        held = set(train.scene_ids[-args.select_from_train:])
+        train, select = train.split([sid not in held for sid in train.scene_ids])
+        where = f"last {len(held)} rollout training samples"
     elif select_ix is not None:
         select = cached("select", lambda: build_prm_dataset(args.select_dataset, select_ix, seed=args.seed + 2,
                                                             **common))
         where = f"{args.select_dataset} {args.select_range}"
     else:
         select, where = None, "none"
-    print(f"PRM states: {len(train)} train, {0 if select is None else len(select)} selection ({where})")
+    parts = [train]
+    if args.extra_scenes > 0:
+        extra_ix = range(args.limit, args.limit + args.extra_scenes)
+        parts.append(cached("extra", lambda: build_prm_dataset(
+            _dataset(args.dataset, extra_ix.stop), extra_ix, seed=args.seed,
+            **{**common, "rollout_clicks": 0})))
+    if args.data is not None:
+        demos = cached("demos", lambda: demo_states(args.data, config, args.dataset))
+        parts.append(demos.split([sid not in held for sid in demos.scene_ids])[0])
+    train = PRMData.concat(parts)
+    print(f"PRM states: {len(train)} train ({len(train.scene_ids)} scenes), "
+          f"{0 if select is None else len(select)} selection ({where})")
     model, history = train_prm(train, select, config=config, epochs=args.epochs, lr=args.lr, seed=args.seed,
-                               augment_data=not args.no_augment, progress=show)
+                               states_per_scene=args.states_per_scene, augment_data=not args.no_augment,
+                               progress=show)
     report = cached("report", lambda: build_prm_dataset(args.val_dataset, limit=args.val_limit,
                                                         seed=args.seed + 1, **common))
     print(f"held-out report states: {len(report)} ({args.val_dataset}, first {args.val_limit} samples)")

@@ -143,6 +143,7 @@ class PRMNet(nn.Module):
         self.context = _FiLMConv(4 * w + e, 4 * w, e, dilation=2)  # 8x8 with the caption broadcast
         self.up = nn.ModuleList([_FiLMConv(8 * w, 4 * w, e), _FiLMConv(6 * w, 2 * w, e), _FiLMConv(2 * w + h, h, e)])
         self.out = nn.Conv2d(h, 1, 1)
+        nn.init.constant_(self.out.bias, -3.0)  # prior: a target covers few pixels (training starts stable)
         self.correction = nn.Sequential(nn.Linear(7, 32), nn.ReLU(), nn.Linear(32, 1))
         nn.init.zeros_(self.correction[2].weight)
         nn.init.zeros_(self.correction[2].bias)

@@ -89,17 +89,19 @@ def test_training_fits_states_and_keeps_best_epoch(disc_segmenter):
     """Training works end to end: the IoU estimates fit the training states far better than a constant (the
     target map is learnt from the targets, the head from the labels), and early stopping returns the epoch with
     the lowest selection MAE. Generalisation needs thousands of scenes: that is `hlmat train-prm`'s report."""
-    train = build_prm_dataset("synthetic:train", range(32), segmenter=disc_segmenter, config=CFG,
+    train = build_prm_dataset("synthetic:train", range(16), segmenter=disc_segmenter, config=CFG,
                               rollout_clicks=3, n_degraded=3, seed=0)
-    val = build_prm_dataset("synthetic:val", range(6), segmenter=disc_segmenter, config=CFG,
+    val = build_prm_dataset("synthetic:val", range(4), segmenter=disc_segmenter, config=CFG,
                             rollout_clicks=3, n_degraded=3, seed=1)
     assert train.images.shape[1:] == (3, 32, 32) and train.masks.shape[1:] == (32, 32)
-    assert len(set(train.sources)) >= 4 and len(train.scene_ids) == 32
+    assert len(set(train.sources)) >= 4 and len(train.scene_ids) == 16
     assert ((train.labels >= 0) & (train.labels <= 1)).all()
-    model, history = train_prm(train, val, config=CFG, epochs=25, batch_size=8, lr=1e-2, augment_data=False)
+    model, history = train_prm(train, None, config=CFG, epochs=40, batch_size=4, lr=5e-3, augment_data=False)
     fit = evaluate_prm(model, train, history["train_mean"])
-    assert fit["mae"] < 0.6 * fit["mae_constant"] and fit["pearson"] > 0.7, fit
+    # measured over seeds 0-2: MAE 0.22-0.45 of the constant's, Pearson 0.87-0.98
+    assert fit["mae"] < 0.6 * fit["mae_constant"] and fit["pearson"] > 0.8, fit
     assert history["train_loss"][-1] < 0.5 * history["train_loss"][0]
+    model, history = train_prm(train, val, config=CFG, epochs=4, batch_size=4, lr=5e-3, augment_data=False)
     maes = [h["mae"] for h in history["val"]]
     m = evaluate_prm(model, val)
     assert history["best_epoch"] == int(np.argmin(maes)) and m["mae"] == pytest.approx(min(maes), abs=1e-4)

@@ -151,7 +151,7 @@ def load_or_generate(folder: str | Path, make_env: Callable[[], Any], n_episodes
         make_env: a picklable factory of the wrapped env (e.g. ``functools.partial`` of
             :func:`agents.ppo.train.make_env`), called once per worker.
         workers: processes that record in parallel; worker ``i`` records ``n_episodes / workers`` episodes with
-            seed ``seed + 1_000_003 * i``, so a run is reproducible for a given worker count.
+            seed ``seed + 100_000 * i``, so a run is reproducible for a given worker count.
         kwargs: passed to :func:`generate_demos`.
     """
     path = Path(folder) / DEMO_FILE
@@ -159,7 +159,7 @@ def load_or_generate(folder: str | Path, make_env: Callable[[], Any], n_episodes
         with np.load(path) as z:
             return dict(z)
     counts = [n_episodes // workers + (i < n_episodes % workers) for i in range(workers)]
-    jobs = [(make_env, c, seed + 1_000_003 * i, i == 0 and kwargs.get("progress", True), kwargs)
+    jobs = [(make_env, c, seed + 100_000 * i, i == 0 and kwargs.get("progress", True), kwargs)
             for i, c in enumerate(counts) if c > 0]
     if len(jobs) == 1:
         parts = [_record(jobs[0])]

@@ -13,7 +13,7 @@ pytest.importorskip("stable_baselines3")
 from agents.base import make_agent  # noqa: E402
 from agents.benchmark import benchmark  # noqa: E402
 from agents.ppo import PPOAgent, resolve_model  # noqa: E402
-from agents.ppo.bc import generate_demos, soft_target  # noqa: E402
+from agents.ppo.bc import flip_batch, generate_demos, soft_target, target_map  # noqa: E402
 from agents.ppo.policy import ClickNet  # noqa: E402
 from agents.ppo.train import train  # noqa: E402
 from hlmat_env.actions import Click  # noqa: E402
@@ -41,6 +41,32 @@ def test_demos_follow_the_expert():
     assert len(d["action"]) == len(d["ret"]) == len(d["caption"]) <= 6
     assert (d["action"] < 128).all() and d["action"][0] < 64  # the first expert click is positive
     assert d["target"].shape == (len(d["action"]), 128) and np.allclose(d["target"].sum(1), 1.0)
+
+
+def test_demos_label_finish_exactly_where_the_expert_click_stops_helping():
+    """DiscSegmenter paints radius-6 discs, so on a large target the expert's clicks keep helping for a while and
+    then stop; with finish on, every finish label must be a state whose expert click did not raise the IoU."""
+    env = sb3_wrap(gym.make("HLMATEnv-v0", dataset=VAL, segmenter=DiscSegmenter(), max_clicks=12), size=40,
+                   grid=8, finish=True)
+    d = generate_demos(env, 6, explore=0.0, progress=False)
+    fin = d["action"] == 128
+    assert fin.any() and (~fin).any()
+    assert np.array_equal(d["target"][fin], np.eye(129, dtype=np.float32)[[128] * fin.sum()])
+    assert (d["reward"][fin] <= 0).all() and (d["reward"][~fin] > 0).all()  # explore=0: the expert's step
+    assert d["target_map"].shape == (len(d["action"]), 40, 40) and d["target_map"].dtype == np.uint8
+
+
+def test_target_map_is_the_area_fraction_and_flips_with_the_image():
+    truth = np.zeros((20, 40), np.int8)
+    truth[:, :10] = 1
+    truth[0, 20] = -1  # ignore counts as background
+    m = target_map(truth, 8)
+    assert m.shape == (8, 8) and (m[:, :2] == 255).all() and (m[:, 2:] == 0).all()
+    batch = {"image": torch.arange(2 * 6 * 8 * 8, dtype=torch.uint8).reshape(2, 6, 8, 8),
+             "target_map": torch.as_tensor(np.stack([m, m]))}
+    flipped, _ = flip_batch(batch, torch.zeros(2, 2 * 16), 4, "x")
+    assert torch.equal(flipped["target_map"], batch["target_map"].flip(-1))
+    assert torch.equal(flipped["image"], batch["image"].flip(-1))
 
 
 def test_soft_target_covers_the_object():

@@ -47,14 +47,14 @@ def generate_demos(env: Any, n_episodes: int, *, clicks_per_episode: int | None 
         ``image`` uint8 ``(N, C, S, S)``, ``caption`` float32 ``(N, D)`` (absent when the env has none),
         ``action`` int64 ``(N,)`` (the expert's click snapped to the grid, or finish), ``target`` float32
         ``(N, A)`` (the soft label over the ``A`` grid actions, rows sum to 1), ``ret`` float32 ``(N,)``
-        (return-to-go), ``target_map`` uint8 ``(N, S, S)`` (the target's area fraction per observation pixel,
+        (return-to-go), ``reward`` float32 ``(N,)`` (the IoU change of the step taken), ``target_map`` uint8 ``(N, S, S)`` (the target's area fraction per observation pixel,
         0-255; ignore pixels count as background).
     """
     grid, finish = _grid_of(env)
     rng = np.random.default_rng(seed)
     u = env.unwrapped
     n_data, n_actions = len(u.dataset), 2 * grid**2 + int(finish)
-    images, captions, actions, targets, returns, maps = [], [], [], [], [], []
+    images, captions, actions, targets, returns, maps, step_rewards = [], [], [], [], [], [], []
     for ep in tqdm(range(n_episodes), desc="demos", disable=not progress, unit="episode"):
         index = int(rng.integers(n_data))
         obs, _ = env.reset(seed=seed + ep, options={"index": index})
@@ -83,8 +83,10 @@ def generate_demos(env: Any, n_episodes: int, *, clicks_per_episode: int | None 
             if term or trunc:
                 break
         returns.extend(returns_to_go(rewards, gamma))
+        step_rewards.extend(rewards)
     out = {"image": np.stack(images), "action": np.array(actions, np.int64), "target": np.stack(targets),
-           "ret": np.array(returns, np.float32), "target_map": np.stack(maps)}
+           "ret": np.array(returns, np.float32), "reward": np.array(step_rewards, np.float32),
+           "target_map": np.stack(maps)}
     if captions:
         out["caption"] = np.stack(captions).astype(np.float32)
     return out

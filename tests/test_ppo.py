@@ -104,6 +104,19 @@ def test_train_save_load_benchmark_resume(tmp_path):
     assert any(out.glob("resume_*/progress.csv"))
 
 
+def test_staged_training_first_click_states_and_init_from(tmp_path):
+    kw = dict(timesteps=0, subproc=False, size=32, grid=8, width=8, max_clicks=3, progress=False)
+    first = train(TRAIN, DiscSegmenter(), tmp_path / "a", bc_demos=tmp_path / "demos", bc_episodes=2, bc_clicks=2,
+                  bc_first_clicks=3, bc_epochs=1, **kw)
+    with np.load(tmp_path / "demos/demos.npz") as d:
+        no_return = np.isnan(d["ret"])
+        assert no_return.sum() == 3 and len(d["ret"]) >= 5  # the first-click-only states have no return
+        assert (d["action"][no_return] < 64).all()  # ... and their label is the first (positive) click
+    second = train(TRAIN, DiscSegmenter(), tmp_path / "b", init_from=first, **kw)  # no BC: weights as loaded
+    a, b = (PPOAgent(p).model.policy.state_dict() for p in (first, second))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_agent_sampling_and_errors(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
         resolve_model(tmp_path / "nothing")

@@ -23,6 +23,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "dataset is large enough, e.g. synthetic:train?size=20000)")
     p.add_argument("--bc-clicks", type=int, default=4,
                    help="clicks per demonstration episode (default: 4; 0: up to --max-clicks)")
+    p.add_argument("--bc-first-clicks", type=int, default=0,
+                   help="further demonstration episodes of which only the first (empty-mask) state is recorded")
+    p.add_argument("--init-from", default=None, metavar="MODEL",
+                   help="start from this model's policy weights (staged training; same settings)")
     p.add_argument("--bc-epochs", type=int, default=8, help="behaviour-cloning epochs (default: 8)")
     p.add_argument("--bc-lr", type=float, default=3e-3, help="behaviour-cloning peak learning rate (default: 3e-3)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in DIR")
@@ -47,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     path = train(args.dataset, args.segmenter, args.out, timesteps=args.timesteps, bc_demos=args.bc_demos,
                  bc_episodes=args.bc_episodes,
-                 bc_clicks=args.bc_clicks or None, bc_epochs=args.bc_epochs, bc_lr=args.bc_lr, resume=args.resume,
+                 bc_clicks=args.bc_clicks or None, bc_first_clicks=args.bc_first_clicks,
+                 init_from=args.init_from, bc_epochs=args.bc_epochs, bc_lr=args.bc_lr, resume=args.resume,
                  progress=not args.no_progress, n_envs=args.n_envs, grid=args.grid, size=args.size,
                  max_clicks=args.max_clicks, finish=not args.no_finish, learning_rate=args.learning_rate, n_steps=args.n_steps,
                  width=args.width, seed=args.seed)

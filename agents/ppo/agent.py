@@ -91,9 +91,19 @@ class PPOAgent(Agent):
 
     def act(self, obs: dict, env: Any) -> Decision:
         p = self.probabilities(obs, env)
-        a = int(p.argmax()) if self.deterministic else int(self.rng.choice(len(p), p=p))
-        return self._decision(a, env)
+        if not self.deterministic:
+            return self._decision(int(self.rng.choice(len(p), p=p)), env)
+        return self._decision(greedy_action(p, bool(self.cfg["finish"])), env)
 
     def sample(self, obs: dict, env: Any, k: int, rng: np.random.Generator) -> list[Decision]:
         p = self.probabilities(obs, env)
         return [self._decision(int(a), env) for a in rng.choice(len(p), size=k, p=p)]
+
+
+def greedy_action(p: np.ndarray, finish: bool) -> int:
+    """The deterministic choice from action probabilities ``p`` (last entry = finish when ``finish``): finish
+    when it is more likely than clicking at all, else the most likely cell. (A plain arg-max would finish far
+    too early: the click mass is spread over many cells that are all good, while finish is one action.)"""
+    if finish and p[-1] >= 1.0 - p[-1]:
+        return len(p) - 1
+    return int(p[: len(p) - int(finish)].argmax())

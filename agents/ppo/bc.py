@@ -41,14 +41,17 @@ def generate_demos(env: Any, n_episodes: int, *, clicks_per_episode: int | None 
         n_episodes: episodes to record.
         clicks_per_episode: stop an episode after this many clicks (None: at the env's click budget). Early
             clicks decide most of the IoU, so short episodes over more samples teach more per second.
+            ``0`` records only each episode's first state and does not step: the empty-mask state, where the
+            policy must find the described object, costs no segmenter call (``ret`` and ``reward`` are NaN).
         explore: probability of taking a random grid click instead of the expert's (labels stay the expert's).
 
     Returns:
         ``image`` uint8 ``(N, C, S, S)``, ``caption`` float32 ``(N, D)`` (absent when the env has none),
         ``action`` int64 ``(N,)`` (the expert's click snapped to the grid, or finish), ``target`` float32
         ``(N, A)`` (the soft label over the ``A`` grid actions, rows sum to 1), ``ret`` float32 ``(N,)``
-        (return-to-go), ``reward`` float32 ``(N,)`` (the IoU change of the step taken), ``target_map`` uint8 ``(N, S, S)`` (the target's area fraction per observation pixel,
-        0-255; ignore pixels count as background).
+        (return-to-go), ``reward`` float32 ``(N,)`` (the IoU change of the step taken), ``target_map`` uint8
+        ``(N, S, S)`` (the target's area fraction per observation pixel, 0-255; ignore pixels count as
+        background).
     """
     grid, finish = _grid_of(env)
     rng = np.random.default_rng(seed)
@@ -61,7 +64,7 @@ def generate_demos(env: Any, n_episodes: int, *, clicks_per_episode: int | None 
         truth = np.asarray(u.dataset[index].target)
         t_map = target_map(truth, obs["image"].shape[-1])
         rewards = []
-        while clicks_per_episode is None or len(rewards) < clicks_per_episode:
+        while clicks_per_episode is None or len(rewards) < max(1, clicks_per_episode):
             click = u.expert_click()
             if click is None and not finish:
                 break
@@ -73,6 +76,9 @@ def generate_demos(env: Any, n_episodes: int, *, clicks_per_episode: int | None 
             actions.append(label)
             targets.append(soft_target(truth, u.mask, u.clicks, click, grid, n_actions, label))
             maps.append(t_map)
+            if clicks_per_episode == 0:
+                rewards.append(float("nan"))
+                break
             take = int(rng.integers(2 * grid**2)) if rng.random() < explore else label
             obs, r, term, trunc, _ = env.step(take)
             rewards.append(r)
@@ -146,23 +152,28 @@ def _grid_of(env: Any) -> tuple[int, bool]:
 
 
 def load_or_generate(folder: str | Path, make_env: Callable[[], Any], n_episodes: int, *, workers: int = 1,
-                     seed: int = 0, **kwargs: Any) -> dict[str, np.ndarray]:
+                     first_click_episodes: int = 0, seed: int = 0, **kwargs: Any) -> dict[str, np.ndarray]:
     """Demonstrations from ``folder/demos.npz``; generated there first when the file does not exist.
 
     Args:
         make_env: a picklable factory of the wrapped env (e.g. ``functools.partial`` of
             :func:`agents.ppo.train.make_env`), called once per worker.
+        n_episodes: episodes recorded with ``kwargs`` (:func:`generate_demos`).
         workers: processes that record in parallel; worker ``i`` records ``n_episodes / workers`` episodes with
             seed ``seed + 100_000 * i``, so a run is reproducible for a given worker count.
-        kwargs: passed to :func:`generate_demos`.
+        first_click_episodes: further episodes of which only the first (empty-mask) state is recorded (cheap;
+            they teach the policy to find the described object), split the same way, seeds ``+ 50_000``.
     """
     path = Path(folder) / DEMO_FILE
     if path.exists():
         with np.load(path) as z:
             return dict(z)
-    counts = [n_episodes // workers + (i < n_episodes % workers) for i in range(workers)]
-    jobs = [(make_env, c, seed + 100_000 * i, i == 0 and kwargs.get("progress", True), kwargs)
-            for i, c in enumerate(counts) if c > 0]
+
+    def split(n: int) -> list[int]:
+        return [n // workers + (i < n % workers) for i in range(workers)]
+
+    jobs = [(make_env, c, f, seed + 100_000 * i, i == 0 and kwargs.get("progress", True), kwargs)
+            for i, (c, f) in enumerate(zip(split(n_episodes), split(first_click_episodes))) if c + f > 0]
     if len(jobs) == 1:
         parts = [_record(jobs[0])]
     else:
@@ -178,13 +189,17 @@ def load_or_generate(folder: str | Path, make_env: Callable[[], Any], n_episodes
 
 
 def _record(job: tuple) -> dict[str, np.ndarray]:
-    make_env, n, seed, progress, kwargs = job
+    make_env, n, n_first, seed, progress, kwargs = job
     torch.set_num_threads(1)
     env = make_env()
     try:
-        return generate_demos(env, n, **{**kwargs, "seed": seed, "progress": progress})
+        parts = [generate_demos(env, n, **{**kwargs, "seed": seed, "progress": progress})] if n else []
+        if n_first:
+            parts.append(generate_demos(env, n_first, **{**kwargs, "clicks_per_episode": 0, "seed": seed + 50_000,
+                                                         "progress": progress}))
     finally:
         env.close()
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def flip_batch(batch: dict[str, torch.Tensor], targets: torch.Tensor, grid: int, axis: str,
@@ -258,7 +273,10 @@ def behaviour_clone(policy: Any, demos: dict[str, np.ndarray], *, epochs: int = 
             latent_pi, latent_vf = policy.mlp_extractor(features)
             logits = policy.action_net(latent_pi)
             values = policy.value_net(latent_vf).flatten()
-            loss = F.cross_entropy(logits, target) + value_coef * F.mse_loss(values, returns[idx])
+            ret = returns[idx]
+            known = ~torch.isnan(ret)  # first-click-only states have no return
+            value_loss = F.mse_loss(values[known], ret[known]) if known.any() else values.sum() * 0
+            loss = F.cross_entropy(logits, target) + value_coef * value_loss
             loss = loss + target_coef * map_loss
             opt.zero_grad()
             loss.backward()

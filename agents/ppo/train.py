@@ -71,7 +71,8 @@ def save_model(model: Any, path: str | Path, cfg: PPOConfig) -> Path:
 
 def train(dataset: Any = "synthetic:train", segmenter: Any = "default", out: str | Path = "runs/ppo", *,
           timesteps: int = 20_000, bc_demos: str | Path | None = None, bc_episodes: int = 400,
-          bc_clicks: int | None = 4, bc_epochs: int = 8, bc_lr: float = 3e-3, resume: bool = False, subproc: bool = True,
+          bc_clicks: int | None = 4, bc_first_clicks: int = 0, bc_epochs: int = 8, bc_lr: float = 3e-3,
+          init_from: str | Path | None = None, resume: bool = False, subproc: bool = True,
           checkpoint_every: int = 2048, progress: bool = True, **config: Any) -> Path:
     """Train a PPO click policy and save ``out/model.zip``; returns its path.
 
@@ -80,7 +81,10 @@ def train(dataset: Any = "synthetic:train", segmenter: Any = "default", out: str
         timesteps: PPO environment steps (0: BC only).
         bc_demos: folder of oracle demonstrations (``demos.npz``, generated there with ``bc_episodes``
             episodes of at most ``bc_clicks`` clicks if missing); None skips the warm start.
+        bc_first_clicks: further demonstration episodes of which only the first state is recorded (cheap).
         bc_epochs, bc_lr: behaviour-cloning epochs and peak learning rate.
+        init_from: a saved model (``.zip`` or training folder) whose policy weights start this run (staged
+            training: e.g. more behaviour cloning on new demonstrations, then PPO); its settings must match.
         resume: continue from the newest checkpoint in ``out/checkpoints`` (or ``out/model.zip``).
         subproc: run the ``n_envs`` workers as subprocesses (else in-process).
         config: :class:`PPOConfig` fields (``grid``, ``size``, ``learning_rate``...).
@@ -116,9 +120,14 @@ def train(dataset: Any = "synthetic:train", segmenter: Any = "default", out: str
                     policy_kwargs={"features_extractor_kwargs": {"grid": cfg.grid, "finish": cfg.finish,
                                                              "width": cfg.width}},
                     device="cpu", verbose=0)
+        if init_from is not None:
+            from agents.ppo.agent import resolve_model
+
+            model.policy.load_state_dict(PPO.load(resolve_model(init_from), device="cpu").policy.state_dict())
         if bc_demos is not None:
             demos = load_or_generate(bc_demos, partial(make_env, dataset, segmenter, cfg), bc_episodes,
-                                     workers=cfg.n_envs, clicks_per_episode=bc_clicks, gamma=cfg.gamma,
+                                     workers=cfg.n_envs, first_click_episodes=bc_first_clicks,
+                                     clicks_per_episode=bc_clicks, gamma=cfg.gamma,
                                      seed=cfg.seed, progress=progress)
             history = behaviour_clone(model.policy, demos, epochs=bc_epochs, lr=bc_lr, seed=cfg.seed,
                                       progress=progress)

@@ -13,6 +13,7 @@ pytest.importorskip("stable_baselines3")
 from agents.base import make_agent  # noqa: E402
 from agents.benchmark import benchmark  # noqa: E402
 from agents.ppo import PPOAgent, resolve_model  # noqa: E402
+from agents.ppo.agent import greedy_action  # noqa: E402
 from agents.ppo.bc import flip_batch, generate_demos, soft_target, target_map  # noqa: E402
 from agents.ppo.policy import ClickNet  # noqa: E402
 from agents.ppo.train import train  # noqa: E402
@@ -121,7 +122,7 @@ def test_agent_sampling_and_errors(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
         resolve_model(tmp_path / "nothing")
     train(TRAIN, DiscSegmenter(), tmp_path, timesteps=0, subproc=False, size=40, grid=8, max_clicks=2,
-          progress=False)
+          finish=False, progress=False)
     agent = make_agent(f"ppo:{tmp_path}")
     assert isinstance(agent, PPOAgent)
     env = gym.make("HLMATEnv-v0", dataset=VAL, segmenter=DiscSegmenter())
@@ -139,6 +140,15 @@ def test_agent_sampling_and_errors(tmp_path):
     env.unwrapped.set_state(state)  # a restored snapshot (tree search) gets the same decision: no agent memory
     np.testing.assert_array_equal(agent.probabilities(obs, env.unwrapped), p)
     np.testing.assert_array_equal(agent.act(obs, env.unwrapped).action, first.action)
+
+
+def test_greedy_action_finishes_only_when_finishing_beats_clicking():
+    spread = np.full(9, 0.6 / 8)
+    spread[-1] = 0.4  # finish is the single most likely action, but clicking (0.6 in all) is more likely
+    assert greedy_action(spread, finish=True) < 8
+    spread[:-1], spread[-1] = 0.45 / 8, 0.55
+    assert greedy_action(spread, finish=True) == 8
+    assert greedy_action(np.array([0.1, 0.7, 0.2]), finish=False) == 1
 
 
 def test_shipped_model_loads():

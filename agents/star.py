@@ -170,7 +170,7 @@ def bc_demos_from_trajectories(trajs: Sequence[Trajectory], cfg: dict, gamma: fl
     grid, finish, size = int(cfg["grid"]), bool(cfg["finish"]), int(cfg["size"])
     n_actions = 2 * grid**2 + int(finish)
     envs: dict[str, Any] = {}
-    rows: dict[str, list] = {k: [] for k in ("image", "caption", "action", "target", "ret", "target_map")}
+    rows: dict[str, list] = {k: [] for k in ("image", "caption", "action", "target", "ret", "reward", "target_map")}
     for t in trajs:
         if not t.dataset or t.index < 0:
             raise ValueError(f"trajectory {t.episode_id!r} names no dataset/index: cannot reload its image")
@@ -196,13 +196,14 @@ def bc_demos_from_trajectories(trajs: Sequence[Trajectory], cfg: dict, gamma: fl
             rows["target"].append(soft_target(truth, mask, clicks, click, grid, n_actions, label))
             rewards.append(t.clicks[k].iou - t.iou_before(k) if click is not None else 0.0)
         rows["ret"].extend(returns_to_go(rewards, gamma))
+        rows["reward"].extend(rewards)
     for env in envs.values():
         env.close()
     if not rows["action"]:
         raise ValueError("the trajectories hold no click to learn from")
     out = {"image": np.stack(rows["image"]), "action": np.array(rows["action"], np.int64),
            "target": np.stack(rows["target"]), "ret": np.array(rows["ret"], np.float32),
-           "target_map": np.stack(rows["target_map"])}
+           "reward": np.array(rows["reward"], np.float32), "target_map": np.stack(rows["target_map"])}
     if cfg["caption"]:
         out["caption"] = np.stack(rows["caption"]).astype(np.float32)
     return out

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
                  bc_clicks=args.bc_clicks or None, bc_first_clicks=args.bc_first_clicks,
                  init_from=args.init_from, bc_epochs=args.bc_epochs, bc_lr=args.bc_lr, resume=args.resume,
                  progress=not args.no_progress, n_envs=args.n_envs, grid=args.grid, size=args.size,
-                 max_clicks=args.max_clicks, finish=not args.no_finish, learning_rate=args.learning_rate, n_steps=args.n_steps,
-                 width=args.width, seed=args.seed)
+                 max_clicks=args.max_clicks, finish=not args.no_finish, learning_rate=args.learning_rate,
+                 n_steps=args.n_steps, width=args.width, seed=args.seed)
     print(f"saved {path} (load it with --agent ppo:{args.out})")
     return 0

@@ -1,8 +1,8 @@
 """Train the PPO baseline: oracle demonstrations -> behaviour cloning -> PPO fine-tuning, then score it.
 
-Tiny budget by default (a smoke run); the README numbers come from ``hlmat train-ppo`` (see the README):
-    hlmat train-ppo --dataset synthetic:train --out runs/ppo --bc-demos runs/ppo_demos --bc-episodes 1000
-        --bc-clicks 2 --bc-epochs 16 --max-clicks 5 --timesteps 3072
+Tiny budget by default (a smoke run); the shipped model comes from staged ``hlmat train-ppo`` runs (the
+README's recipe), starting with:
+    hlmat train-ppo --out runs/s2/bc6 --bc-demos runs/s2/demos --timesteps 0 --bc-epochs 6
 """
 from __future__ import annotations
 

@@ -60,7 +60,7 @@ class LearnedPRM:
         return self.score_batch(image, [mask], caption)[0]
 
     def score_batch(self, image: np.ndarray, masks: Sequence[np.ndarray], caption: str = "") -> list[float]:
-        from agents.prm_model import resize_mask
+        from hlmat_env.masks import coverage_map
 
         for m in masks:
             if np.shape(m) != image.shape[:2]:
@@ -70,7 +70,7 @@ class LearnedPRM:
         if not live:
             return out
         logits = self._logits(image, caption)
-        small = self._torch.from_numpy(np.stack([resize_mask(masks[i], self.model.config.size) for i in live]))
+        small = self._torch.from_numpy(np.stack([coverage_map(masks[i], self.model.config.size) for i in live]))
         with self._torch.no_grad():
             pred = self.model.iou_from_logits(logits.expand(len(live), -1, -1), small)
         for i, p in zip(live, pred.tolist()):

@@ -24,7 +24,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from agents.prm_model import PRMConfig, resize_image, resize_mask
+from agents.prm_model import PRMConfig, resize_image
+from hlmat_env.masks import coverage_map
 from hlmat_env.actions import Click
 from hlmat_env.masks import bbox_xywh, box_mask, degrade
 from hlmat_env.metrics import iou
@@ -36,7 +37,7 @@ class PRMData:
 
     Attributes:
         images: uint8 ``(M, 3, S, S)`` (:func:`agents.prm_model.resize_image`); targets: uint8 ``(M, S, S)``
-        target coverage 0-255 (:func:`agents.prm_model.resize_mask`, a training label only); captions: ``M``
+        target coverage 0-255 (:func:`hlmat_env.masks.coverage_map`, a training label only); captions: ``M``
         strings; scene_ids: ``M`` sample ids. state_scene: int64 ``(N,)`` scene of each state; masks: uint8
         ``(N, S, S)`` mask coverage 0-255; labels: float32 ``(N,)`` true IoU (full resolution) in [0, 1];
         sources: ``N`` state kinds.
@@ -121,11 +122,11 @@ class _Collector:
         if sample_id not in self.scenes:
             self.scenes[sample_id] = len(self.scenes)
             self.rows["images"].append(resize_image(image, s))
-            self.rows["targets"].append(resize_mask(target, s))
+            self.rows["targets"].append(coverage_map(target, s))
             self.rows["captions"].append(str(caption))
             self.rows["scene_ids"].append(sample_id)
         self.rows["state_scene"].append(self.scenes[sample_id])
-        self.rows["masks"].append(resize_mask(mask, s))
+        self.rows["masks"].append(coverage_map(mask, s))
         self.rows["labels"].append(iou(mask, target))
         self.rows["sources"].append(source)
 

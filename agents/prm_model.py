@@ -99,14 +99,6 @@ def resize_image(image: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA).transpose(2, 0, 1).copy()
 
 
-def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
-    """bool/0-1 HxW -> uint8 ``(size, size)``: the covered fraction of each output pixel, 0-255."""
-    m = (np.asarray(mask) > 0).astype(np.uint8) * 255
-    if m.ndim != 2:
-        raise ValueError(f"mask must be HxW, got shape {m.shape}")
-    return cv2.resize(m, (size, size), interpolation=cv2.INTER_AREA)
-
-
 def fuzzy_iou(p: torch.Tensor, m: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """``sum(min(p, m)) / sum(max(p, m))`` over the last two dims of float maps in [0, 1]: ``(B,)``."""
     return torch.minimum(p, m).sum((-2, -1)) / (torch.maximum(p, m).sum((-2, -1)) + eps)
@@ -173,7 +165,7 @@ class PRMNet(nn.Module):
         return self.out(x).squeeze(1)
 
     def iou_from_logits(self, logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        """IoU estimates float ``(B,)`` in [0, 1] of masks uint8 ``(B, S, S)`` (:func:`resize_mask`, 0-255)
+        """IoU estimates float ``(B,)`` in [0, 1] of masks uint8 ``(B, S, S)`` (:func:`hlmat_env.masks.coverage_map`, 0-255)
         against target-map logits ``(B, S, S)``."""
         p = torch.sigmoid(logits)
         m = masks.float() / 255.0

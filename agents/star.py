@@ -164,7 +164,8 @@ def bc_demos_from_trajectories(trajs: Sequence[Trajectory], cfg: dict, gamma: fl
     import gymnasium as gym
 
     import hlmat_env  # noqa: F401
-    from agents.ppo.bc import returns_to_go, soft_target, target_map
+    from agents.ppo.bc import returns_to_go, soft_target
+    from hlmat_env.masks import coverage_map
     from hlmat_env.wrappers import click_to_cell, encode_caption, stack_image_mask
 
     grid, finish, size = int(cfg["grid"]), bool(cfg["finish"]), int(cfg["size"])
@@ -179,7 +180,7 @@ def bc_demos_from_trajectories(trajs: Sequence[Trajectory], cfg: dict, gamma: fl
         if truth.shape != (t.height, t.width):
             raise ValueError(f"trajectory {t.episode_id!r} is {t.height}x{t.width} but sample {t.index} of "
                              f"{t.dataset!r} is {truth.shape[0]}x{truth.shape[1]}")
-        t_map = target_map(truth, size)
+        t_map = coverage_map(truth, size)
         stop = finish and len(t.clicks) < max_clicks and t.iou_before(len(t.clicks)) < tau_stop
         rewards = []
         for k in range(len(t.clicks) + int(stop)):
@@ -231,18 +232,18 @@ def retrain(trajs: Sequence[Trajectory], base_model: str | Path | None, out: str
     from stable_baselines3 import PPO
 
     from agents.ppo.agent import resolve_model
-    from agents.ppo.bc import behaviour_clone
+    from agents.ppo.bc import behaviour_clone, concat_demos
     from agents.ppo.train import PPOConfig, save_model
 
     if mode not in ("bc", "finetune"):
         raise ValueError(f"mode must be 'bc' or 'finetune', got {mode!r}")
     path = resolve_model(base_model)
     cfg = PPOConfig(**json.loads(path.with_suffix(".json").read_text()))
-    demos = bc_demos_from_trajectories(trajs, cfg.__dict__, cfg.gamma, max_clicks=max_clicks) if trajs else {}
-    if extra is not None:
-        demos = {k: np.concatenate([demos[k], extra[k]]) if demos else extra[k] for k in extra}
-    if not demos:
+    parts = [bc_demos_from_trajectories(trajs, cfg.__dict__, cfg.gamma, max_clicks=max_clicks)] if trajs else []
+    parts += [extra] if extra is not None else []
+    if not parts:
         raise ValueError("nothing to retrain on: no trajectories and no extra demonstrations")
+    demos = concat_demos(parts)
     model = PPO.load(path, device="cpu")
     if mode == "bc":
         torch.manual_seed(seed)

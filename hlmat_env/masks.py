@@ -50,6 +50,16 @@ def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
 
 
+def coverage_map(mask: np.ndarray, size: int) -> np.ndarray:
+    """The covered fraction of each pixel of a ``size x size`` grid over a mask (bool/int HxW, >0 = covered;
+    so ignore pixels, -1, count as uncovered): uint8 ``(size, size)``, 0-255 (area resampling). A soft,
+    thin-part-preserving low-resolution view of a mask, e.g. a training label for predicted target maps."""
+    m = (np.asarray(mask) > 0).astype(np.uint8) * 255
+    if m.ndim != 2:
+        raise ValueError(f"mask must be HxW, got shape {m.shape}")
+    return cv2.resize(m, (size, size), interpolation=cv2.INTER_AREA)
+
+
 def degrade(target: np.ndarray, rng: np.random.Generator, strength: float | None = None) -> np.ndarray:
     """A plausible imperfect annotation of ``target`` (bool/int HxW, >0 = object): a random mix of
     erosion or dilation, a shift, and blobs added or cut near the boundary. Used for diverse start states and

@@ -14,12 +14,13 @@ from agents.base import make_agent  # noqa: E402
 from agents.benchmark import benchmark  # noqa: E402
 from agents.ppo import PPOAgent, resolve_model  # noqa: E402
 from agents.ppo.agent import greedy_action  # noqa: E402
-from agents.ppo.bc import flip_batch, generate_demos, soft_target, target_map  # noqa: E402
+from agents.ppo.bc import flip_batch, generate_demos, soft_target  # noqa: E402
 from agents.ppo.policy import ClickNet  # noqa: E402
 from agents.ppo.train import train  # noqa: E402
 from hlmat_env.actions import Click  # noqa: E402
 from hlmat_env.datasets.synthetic import SyntheticDataset  # noqa: E402
 from hlmat_env.errors import CheckpointError  # noqa: E402
+from hlmat_env.masks import coverage_map  # noqa: E402
 from hlmat_env.wrappers import sb3_wrap  # noqa: E402
 from tests.conftest import DiscSegmenter  # noqa: E402
 
@@ -61,7 +62,7 @@ def test_target_map_is_the_area_fraction_and_flips_with_the_image():
     truth = np.zeros((20, 40), np.int8)
     truth[:, :10] = 1
     truth[0, 20] = -1  # ignore counts as background
-    m = target_map(truth, 8)
+    m = coverage_map(truth, 8)
     assert m.shape == (8, 8) and (m[:, :2] == 255).all() and (m[:, 2:] == 0).all()
     batch = {"image": torch.arange(2 * 6 * 8 * 8, dtype=torch.uint8).reshape(2, 6, 8, 8),
              "target_map": torch.as_tensor(np.stack([m, m]))}

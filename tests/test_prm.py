@@ -11,10 +11,10 @@ import pytest
 from agents.base import Agent, Decision
 from agents.prm import LearnedPRM, MLLMPRM
 from agents.prm_data import PRMData, build_prm_dataset
-from agents.prm_model import RELATIONS, PRMConfig, PRMNet, caption_features, resize_image, resize_mask
+from agents.prm_model import RELATIONS, PRMConfig, PRMNet, caption_features, resize_image
 from agents.prm_train import evaluate_prm, flip_caption, save_prm, train_prm
 from hlmat_env.datasets import make_dataset
-from hlmat_env.masks import encode_rle
+from hlmat_env.masks import coverage_map, encode_rle
 from hlmat_env.metrics import iou
 
 CFG = PRMConfig(size=32, width=8, caption_dim=16, embed=32)
@@ -25,7 +25,7 @@ def test_inputs_and_caption_features():
     m = np.zeros((30, 40), bool)
     m[5:10, 20:30] = True
     assert resize_image(img, 32).shape == (3, 32, 32) and resize_image(img, 32).dtype == np.uint8
-    small = resize_mask(m, 32)
+    small = coverage_map(m, 32)
     assert small.shape == (32, 32) and small.dtype == np.uint8
     assert small.sum() / 255 / 32**2 == pytest.approx(m.mean(), rel=0.02)  # area resampling keeps coverage
     a, b = caption_features("the red disc", 16), caption_features("The  red DISC!", 16)
@@ -54,10 +54,10 @@ def test_iou_head_reads_true_iou_from_a_perfect_target_map():
     from hlmat_env.masks import degrade
 
     masks = [gt, degrade(gt, rng), degrade(gt, rng, 1.0), np.roll(gt, 25, axis=1), np.ones_like(gt)]
-    cover = torch.from_numpy(resize_mask(gt, 32)).float() / 255
+    cover = torch.from_numpy(coverage_map(gt, 32)).float() / 255
     logits = torch.logit(cover.clamp(1e-6, 1 - 1e-6))[None].expand(len(masks), -1, -1)
     with torch.no_grad():
-        est = model.iou_from_logits(logits, torch.from_numpy(np.stack([resize_mask(m, 32) for m in masks])))
+        est = model.iou_from_logits(logits, torch.from_numpy(np.stack([coverage_map(m, 32) for m in masks])))
     true = np.array([iou(m, s.target) for m in masks])
     assert np.abs(est.numpy() - true).max() < 0.05, (est, true)
 

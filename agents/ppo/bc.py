@@ -17,14 +17,14 @@ from __future__ import annotations
 import logging
 import multiprocessing
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
-import cv2
 import numpy as np
 import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from hlmat_env.masks import coverage_map
 from hlmat_env.robot_user import clicked_map, error_distances
 from hlmat_env.wrappers import RELATIONS, click_to_cell
 
@@ -62,7 +62,7 @@ def generate_demos(env: Any, n_episodes: int, *, clicks_per_episode: int | None 
         index = int(rng.integers(n_data))
         obs, _ = env.reset(seed=seed + ep, options={"index": index})
         truth = np.asarray(u.dataset[index].target)
-        t_map = target_map(truth, obs["image"].shape[-1])
+        t_map = coverage_map(truth, obs["image"].shape[-1])
         rewards = []
         while clicks_per_episode is None or len(rewards) < max(1, clicks_per_episode):
             click = u.expert_click()
@@ -96,13 +96,6 @@ def generate_demos(env: Any, n_episodes: int, *, clicks_per_episode: int | None 
     if captions:
         out["caption"] = np.stack(captions).astype(np.float32)
     return out
-
-
-def target_map(truth: np.ndarray, size: int) -> np.ndarray:
-    """The auxiliary target-map label: uint8 ``(size, size)``, the area fraction of target pixels (``truth == 1``;
-    ignore pixels count as background) per observation pixel, scaled to 0-255."""
-    frac = cv2.resize((np.asarray(truth) == 1).astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
-    return np.round(frac * 255).astype(np.uint8)
 
 
 def returns_to_go(rewards: list[float], gamma: float) -> list[float]:
@@ -142,6 +135,12 @@ def soft_target(truth: np.ndarray, pred: np.ndarray, clicks: Any, click: Any, gr
     return out
 
 
+def concat_demos(parts: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Row-wise union of demonstration arrays (:func:`generate_demos`' format), keeping the keys all parts have."""
+    keys = [k for k in parts[0] if all(k in p for p in parts)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in keys}
+
+
 def _grid_of(env: Any) -> tuple[int, bool]:
     e = env
     while e is not None:
@@ -179,7 +178,7 @@ def load_or_generate(folder: str | Path, make_env: Callable[[], Any], n_episodes
     else:
         with multiprocessing.get_context("forkserver").Pool(len(jobs)) as pool:
             parts = pool.map(_record, jobs)
-    demos = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    demos = concat_demos(parts)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".part.npz")
     np.savez_compressed(tmp, **demos)
@@ -199,7 +198,7 @@ def _record(job: tuple) -> dict[str, np.ndarray]:
                                                          "progress": progress}))
     finally:
         env.close()
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return concat_demos(parts)
 
 
 def flip_batch(batch: dict[str, torch.Tensor], targets: torch.Tensor, grid: int, axis: str,

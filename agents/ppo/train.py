@@ -117,8 +117,7 @@ def train(dataset: Any = "synthetic:train", segmenter: Any = "default", out: str
         model = PPO(SpatialPolicy, venv, n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
                     learning_rate=cfg.learning_rate, clip_range=cfg.clip_range, target_kl=cfg.target_kl,
                     ent_coef=cfg.ent_coef, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, seed=cfg.seed,
-                    policy_kwargs={"features_extractor_kwargs": {"grid": cfg.grid, "finish": cfg.finish,
-                                                             "width": cfg.width}},
+                    policy_kwargs={"features_extractor_kwargs": {"width": cfg.width}},
                     device="cpu", verbose=0)
         if init_from is not None:
             from agents.ppo.agent import resolve_model

@@ -37,3 +37,9 @@ def test_train_ppo(tmp_path):
     assert (tmp_path / "model.zip").exists() and (tmp_path / "bc_model.zip").exists()
     assert list(tmp_path.glob("events.out.tfevents*"))  # PPO ran and logged
     assert f"| ppo:{tmp_path}/model.zip |" in out  # the saved model loads and is benchmarked
+
+
+def test_segmenter_sensitivity():
+    out = _run("segmenter_sensitivity.py", "--dataset", "synthetic:val", "--limit", "2", "--configs", "2")
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "NoC@85" not in line]
+    assert rows[0].startswith("| none (defaults) |") and rows[1].startswith("| side=256 |"), out

@@ -8,6 +8,8 @@ import argparse
 import importlib
 import sys
 
+from hlmat_env.errors import HLMATError
+
 # subcommand -> module under agents.commands
 COMMANDS: dict[str, str] = {
     "demo": "demo",
@@ -41,7 +43,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     module = importlib.import_module(f"agents.commands.{COMMANDS[args.command]}")
-    return int(module.run(args) or 0)
+    try:
+        return int(module.run(args) or 0)
+    except HLMATError as e:  # a clear one-line message for what the user can fix (bad input, stale files)
+        print(f"hlmat {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from hlmat_env.errors import HLMATError, require
+from hlmat_env.segmenters import segmenter_version
 from hlmat_env.trajectories import START_STATES, dumps, record_trajectory
 
 BACKENDS = ("local", "ray")
@@ -82,6 +83,7 @@ class GenerateConfig:
         keys = ("dataset", "limit", "starts", "seed", "tau_stop", "max_clicks", "env_kwargs")
         d = {k: asdict(self)[k] for k in keys}
         d["starts"], d["segmenter"] = list(self.starts), self.segmenter_name
+        d["segmenter_version"] = segmenter_version(self.segmenter)  # same name, other code: other masks
         return d
 
 

@@ -127,6 +127,10 @@ def test_refuses_to_mix_runs(tmp_path):
         generate(GenerateConfig("synthetic:val", tmp_path, resume=True, seed=9, **cfg))
     with pytest.raises(ValueError, match="start states"):
         GenerateConfig("synthetic:val", tmp_path, starts=("boxed",))
+    record = tmp_path / "generate.json"  # same segmenter name, other code: refused too
+    record.write_text(json.dumps({**json.loads(record.read_text()), "segmenter_version": "0ld"}))
+    with pytest.raises(HLMATError, match="segmenter_version"):
+        generate(GenerateConfig("synthetic:val", tmp_path, resume=True, **cfg))
 
 
 def test_cli_generate(tmp_path, capsys):

@@ -19,7 +19,7 @@ from agents.ppo.policy import ClickNet  # noqa: E402
 from agents.ppo.train import train  # noqa: E402
 from hlmat_env.actions import Click  # noqa: E402
 from hlmat_env.datasets.synthetic import SyntheticDataset  # noqa: E402
-from hlmat_env.errors import CheckpointError  # noqa: E402
+from hlmat_env.errors import CheckpointError, HLMATError  # noqa: E402
 from hlmat_env.masks import coverage_map  # noqa: E402
 from hlmat_env.wrappers import sb3_wrap  # noqa: E402
 from tests.conftest import DiscSegmenter  # noqa: E402
@@ -117,6 +117,14 @@ def test_staged_training_first_click_states_and_init_from(tmp_path):
     second = train(TRAIN, DiscSegmenter(), tmp_path / "b", init_from=first, **kw)  # no BC: weights as loaded
     a, b = (PPOAgent(p).model.policy.state_dict() for p in (first, second))
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # the recording is reused by a later stage (other counts) but not with another segmenter version
+    train(TRAIN, DiscSegmenter(), tmp_path / "c", bc_demos=tmp_path / "demos", bc_episodes=9, bc_epochs=1, **kw)
+    record = tmp_path / "demos/demos.json"
+    settings = json.loads(record.read_text())
+    assert settings["segmenter_version"] and settings["first_click_episodes"] == 3
+    record.write_text(json.dumps({**settings, "segmenter_version": "0ld"}))
+    with pytest.raises(HLMATError, match="segmenter_version"):
+        train(TRAIN, DiscSegmenter(), tmp_path / "d", bc_demos=tmp_path / "demos", bc_epochs=1, **kw)
 
 
 def test_agent_sampling_and_errors(tmp_path):

@@ -86,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
     from agents.prm_data import PRMData, build_prm_dataset, demo_states
     from agents.prm_model import PRMConfig
     from agents.prm_train import evaluate_prm, save_prm, train_prm
+    from agents.settings_record import check_record, write_record
+    from hlmat_env.segmenters import segmenter_version
 
     torch.set_num_threads(1)
     config = PRMConfig(size=args.size, width=args.width)
@@ -97,13 +99,22 @@ def run(args: argparse.Namespace) -> int:
     common = dict(segmenter=args.segmenter, config=config, rollout_clicks=args.rollout_clicks,
                   n_degraded=args.n_degraded, workers=args.workers, progress=show)
 
+    # every flag that changes the built states, and the segmenter's code version
+    recipe = {k: v for k, v in vars(args).items()
+              if k in ("dataset", "limit", "extra_scenes", "data", "val_dataset", "val_limit", "select_dataset",
+                       "select_range", "select_from_train", "rollout_clicks", "n_degraded", "segmenter",
+                       "size", "seed")}
+    recipe["segmenter_version"] = segmenter_version(args.segmenter)
+
     def cached(name: str, build: Any) -> PRMData:
         path = Path(args.cache) / f"{name}.npz" if args.cache else None
         if path is not None and path.is_file():
+            check_record(path.with_suffix(".json"), recipe, f"the cached PRM states {path}")
             return PRMData.load(path)
         data = build()
         if path is not None:
             data.save(path)
+            write_record(path.with_suffix(".json"), recipe)
         return data
 
     train = cached("train", lambda: build_prm_dataset(args.dataset, limit=args.limit, seed=args.seed, **common))

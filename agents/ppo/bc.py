@@ -24,12 +24,14 @@ import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from agents.settings_record import check_record, write_record
 from hlmat_env.masks import coverage_map
 from hlmat_env.robot_user import clicked_map, error_distances
 from hlmat_env.wrappers import RELATIONS, click_to_cell
 
 log = logging.getLogger(__name__)
 DEMO_FILE = "demos.npz"
+STATE_KEYS = ("dataset", "segmenter", "segmenter_version", "wrapper", "max_clicks")
 
 
 def generate_demos(env: Any, n_episodes: int, *, clicks_per_episode: int | None = None, explore: float = 0.2,
@@ -151,8 +153,14 @@ def _grid_of(env: Any) -> tuple[int, bool]:
 
 
 def load_or_generate(folder: str | Path, make_env: Callable[[], Any], n_episodes: int, *, workers: int = 1,
-                     first_click_episodes: int = 0, seed: int = 0, **kwargs: Any) -> dict[str, np.ndarray]:
+                     first_click_episodes: int = 0, seed: int = 0, settings: dict[str, Any] | None = None,
+                     **kwargs: Any) -> dict[str, np.ndarray]:
     """Demonstrations from ``folder/demos.npz``; generated there first when the file does not exist.
+
+    An existing file is reused as it is (its episode counts may differ from this call's: a staged recipe
+    trains several times on one recording). With ``settings``, they are written beside a new file as
+    ``demos.json``, and an existing file is refused when its record differs in :data:`STATE_KEYS` (what the
+    states mean: dataset, segmenter and its code version, observation wrapper).
 
     Args:
         make_env: a picklable factory of the wrapped env (e.g. ``functools.partial`` of
@@ -164,7 +172,10 @@ def load_or_generate(folder: str | Path, make_env: Callable[[], Any], n_episodes
             they teach the policy to find the described object), split the same way, seeds ``+ 50_000``.
     """
     path = Path(folder) / DEMO_FILE
+    record = path.with_suffix(".json")
     if path.exists():
+        if settings is not None:
+            check_record(record, settings, f"the demonstrations {path}", keys=STATE_KEYS)
         with np.load(path) as z:
             return dict(z)
 
@@ -182,6 +193,9 @@ def load_or_generate(folder: str | Path, make_env: Callable[[], Any], n_episodes
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".part.npz")
     np.savez_compressed(tmp, **demos)
+    if settings is not None:
+        write_record(record, {**settings, "episodes": n_episodes, "first_click_episodes": first_click_episodes,
+                              "seed": seed, "workers": workers})
     tmp.replace(path)  # a killed run never leaves a truncated demos.npz behind
     log.info("wrote %d demonstration steps to %s", len(demos["action"]), path)
     return demos

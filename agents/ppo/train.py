@@ -44,6 +44,16 @@ class PPOConfig:
                 "caption": self.caption}
 
 
+def demo_settings(dataset: Any, segmenter: Any, cfg: PPOConfig) -> dict[str, Any]:
+    """What the recorded demonstration states depend on (checked when a demos folder is reused)."""
+    from hlmat_env.segmenters import segmenter_version
+
+    name = segmenter if isinstance(segmenter, str) else getattr(segmenter, "name", type(segmenter).__name__)
+    return {"dataset": dataset if isinstance(dataset, str) else type(dataset).__name__, "segmenter": name,
+            "segmenter_version": segmenter_version(segmenter), "wrapper": cfg.wrapper_kwargs(),
+            "max_clicks": cfg.max_clicks}
+
+
 def make_env(dataset: Any, segmenter: Any, cfg: PPOConfig, rank: int = 0):
     """One wrapped, monitored env (the factory of every vector-env worker; sets one torch thread)."""
     import gymnasium as gym
@@ -127,7 +137,8 @@ def train(dataset: Any = "synthetic:train", segmenter: Any = "default", out: str
             demos = load_or_generate(bc_demos, partial(make_env, dataset, segmenter, cfg), bc_episodes,
                                      workers=cfg.n_envs, first_click_episodes=bc_first_clicks,
                                      clicks_per_episode=bc_clicks, gamma=cfg.gamma,
-                                     seed=cfg.seed, progress=progress)
+                                     seed=cfg.seed, progress=progress,
+                                     settings=demo_settings(dataset, segmenter, cfg))
             history = behaviour_clone(model.policy, demos, epochs=bc_epochs, lr=bc_lr, seed=cfg.seed,
                                       progress=progress)
             (out / "bc_log.json").write_text(json.dumps(history, indent=1) + "\n")

@@ -6,6 +6,7 @@ from hlmat_env.segmenters.base import (
     make_segmenter,
     predict_batch,
     register_segmenter,
+    segmenter_version,
 )
 from hlmat_env.segmenters.sam import SamSegmenter, make_auto_segmenter  # imports torch lazily
 
@@ -19,4 +20,5 @@ register_segmenter("default", GraphCutSegmenter)
 register_segmenter("graphcut", GraphCutSegmenter)
 register_segmenter("grabcut", GrabCutSegmenter)
 
-__all__ = ["SEGMENTERS", "Prediction", "Segmenter", "make_segmenter", "predict_batch", "register_segmenter"]
+__all__ = ["SEGMENTERS", "Prediction", "Segmenter", "make_segmenter", "predict_batch", "register_segmenter",
+           "segmenter_version"]

@@ -6,6 +6,8 @@ cheap :meth:`Segmenter.predict` per step that receives *all clicks so far* and t
 """
 from __future__ import annotations
 
+import hashlib
+import inspect
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence, runtime_checkable
@@ -96,6 +98,32 @@ def make_segmenter(spec: str | Segmenter = "default", **kwargs: Any) -> Segmente
     if spec not in SEGMENTERS:
         raise unknown_name("segmenter", spec, SEGMENTERS)
     return SEGMENTERS[spec](**kwargs)
+
+
+def segmenter_version(spec: str | Segmenter = "default") -> str:
+    """A short hash of the source file that defines the segmenter ``spec`` (a name or an object).
+
+    Recorded next to anything computed with a segmenter (demonstrations, training states) so that files made
+    by another version of it are refused instead of silently mixed in: the same name and kwargs give other
+    masks when the segmenter's code changes.
+    """
+    if isinstance(spec, str):
+        if spec not in SEGMENTERS:
+            raise unknown_name("segmenter", spec, SEGMENTERS)
+        spec = SEGMENTERS[spec]
+    if inspect.isclass(spec):
+        factories = [spec]
+    elif inspect.isfunction(spec):  # a factory that picks a class ("auto"): any registered one may be chosen
+        factories = [spec] + sorted({f for f in SEGMENTERS.values() if inspect.isclass(f)}, key=str)
+    else:
+        factories = [type(spec)]
+    digest = hashlib.sha256()
+    for factory in factories:
+        try:
+            digest.update(inspect.getsource(inspect.getmodule(factory)).encode())
+        except (OSError, TypeError):  # defined interactively: no file to hash
+            digest.update(f"{factory.__module__}.{factory.__qualname__}".encode())
+    return digest.hexdigest()[:12]
 
 
 def sam_checkpoint_from_env() -> str | None:

@@ -34,7 +34,8 @@ def check_record(path: str | Path, settings: dict[str, Any], what: str,
     path = Path(path)
     if not path.is_file():
         raise HLMATError(f"{what} has no settings record {path.name} (written by an older hlmat, or not by "
-                         "hlmat): it may come from another segmenter version; delete it or choose another folder")
+                         "hlmat): it may come from another segmenter version; delete it or choose another "
+                         "folder")
     old, new = json.loads(path.read_text()), _jsonable(settings)
     names = sorted(set(old) | set(new)) if keys is None else list(keys)
     diff = {k: (old.get(k), new.get(k)) for k in names if old.get(k) != new.get(k)}

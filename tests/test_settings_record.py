@@ -9,7 +9,8 @@ from hlmat_env.segmenters import make_segmenter, segmenter_version
 
 
 def test_segmenter_version_follows_the_code_not_the_instance():
-    assert segmenter_version("default") == segmenter_version("graphcut") == segmenter_version(make_segmenter())
+    default = segmenter_version("default")
+    assert default == segmenter_version("graphcut") == segmenter_version(make_segmenter())
     assert segmenter_version("default") != segmenter_version("grabcut")
     assert segmenter_version("auto") not in (segmenter_version("default"), segmenter_version("sam"))
     with pytest.raises(HLMATError, match="segmenter"):

@@ -194,8 +194,8 @@ def load_or_generate(folder: str | Path, make_env: Callable[[], Any], n_episodes
     tmp = path.with_name(path.stem + ".part.npz")
     np.savez_compressed(tmp, **demos)
     if settings is not None:
-        write_record(record, {**settings, "episodes": n_episodes, "first_click_episodes": first_click_episodes,
-                              "seed": seed, "workers": workers})
+        write_record(record, {**settings, "episodes": n_episodes, "seed": seed, "workers": workers,
+                              "first_click_episodes": first_click_episodes})
     tmp.replace(path)  # a killed run never leaves a truncated demos.npz behind
     log.info("wrote %d demonstration steps to %s", len(demos["action"]), path)
     return demos

@@ -24,7 +24,8 @@ Method (a GrabCut-style energy with few, principled parameters, not tuned image 
    them), the rest on its region. ``iterations`` rounds of cut + re-learning (GrabCut's EM).
 3. Only foreground components that hold a positive click are kept (the object is connected to its clicks).
 4. With a previous mask, steps 2-3 re-cut only a window around the newest click (the rest of the mask is
-   kept; see :meth:`GraphCutSegmenter._local_update`): about 10 ms per click on a 640x480 image instead of ~100 ms for a full-grid cut.
+   kept; see :meth:`GraphCutSegmenter._local_update`): about 10 ms per click on a 640x480 image instead of
+   ~100 ms for a full-grid cut.
 5. The working-resolution mask is upsampled and refined with a guided filter on the full-resolution grey
    image (only inside the changed box after a local re-cut); the hard seeds are then written into it, so a
    click always changes at least its own seed region (a click is never a no-op).
@@ -215,7 +216,7 @@ class GraphCutSegmenter:
         ring[:, 0] |= x0 > 0
         ring[:, -1] |= x1 < sw
         cut = GridCut(self._wx[win], self._wy[win])
-        for _ in range(self.iterations):  # GrabCut's EM, as in the full cut: re-learn colours from the new cut
+        for _ in range(self.iterations):  # GrabCut's EM as in the full cut: colours re-learnt from each cut
             cost_fg, cost_bg = self._unaries(model_fg & ~bg_seed, ~model_fg & ~fg_seed, win,
                                              pos_region, neg_region)
             cost_fg[bg_seed[win]] = INF_COST
@@ -225,7 +226,7 @@ class GraphCutSegmenter:
             fg = prev_small.copy()
             fg[win] = cut.solve(cost_fg, cost_bg)
             # A positive click says "this is missing": it only adds; a negative one "this is extra": it only
-            # removes (otherwise a re-cut window may grow the mask elsewhere while carving the click's region).
+            # removes (else a re-cut window may grow the mask elsewhere while carving the click's region).
             fg = fg | prev_small if last.positive else fg & prev_small
             fg = self._keep_seeded(fg, fg_seed)
             model_fg = (fg | fg_seed) & ~bg_seed

@@ -196,3 +196,25 @@ def test_score_masks_command(tmp_path):
     args.masks = str(tmp_path / "bad.json")
     with pytest.raises(ValueError, match="matches no sample"):
         score_masks.run(args)
+
+
+def test_train_prm_command_reuses_its_cache_only_with_the_same_recipe(tmp_path, capsys):
+    """``hlmat train-prm --cache``: a second run reuses the states; a changed recipe or another segmenter
+    version is refused with a one-line error (exit 2), not silently mixed in."""
+    from agents.cli import main
+
+    base = ["train-prm", "--cache", str(tmp_path / "cache"), "--limit", "3", "--extra-scenes", "2",
+            "--val-limit", "2", "--select-from-train", "1", "--rollout-clicks", "2", "--n-degraded", "1",
+            "--epochs", "1", "--size", "32", "--width", "4", "--no-progress"]
+    assert main(base + ["--out", str(tmp_path / "a")]) == 0
+    assert (tmp_path / "a" / "prm.pt").exists() and (tmp_path / "cache" / "train.json").exists()
+    stamp = (tmp_path / "cache" / "train.npz").stat().st_mtime_ns
+    assert main(base + ["--out", str(tmp_path / "b")]) == 0  # same recipe: the cached states are reused
+    assert (tmp_path / "cache" / "train.npz").stat().st_mtime_ns == stamp
+    capsys.readouterr()
+    assert main(base + ["--out", str(tmp_path / "c"), "--rollout-clicks", "3"]) == 2
+    assert "rollout_clicks" in capsys.readouterr().err
+    record = tmp_path / "cache" / "train.json"
+    record.write_text(record.read_text().replace('"segmenter_version": "', '"segmenter_version": "0ld'))
+    assert main(base + ["--out", str(tmp_path / "d")]) == 2
+    assert "segmenter_version" in capsys.readouterr().err

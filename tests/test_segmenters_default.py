@@ -194,3 +194,35 @@ def test_negative_click_in_a_ring_hole_keeps_the_ring():
     disc was cut out of the foreground model)."""
     ious = _robot_ious(GraphCutSegmenter(), make_dataset("synthetic:val")[5], 2)
     assert ious[0] > 0.7 and ious[1] > 0.9, ious
+
+
+def test_min_cut_backends_agree_on_tied_cuts():
+    """PyMaxflow (optional) and SciPy return the same labelling, also where many minimum cuts tie (coarse
+    integer costs): both give the minimal foreground set, so masks do not depend on what is installed. The
+    plain PyMaxflow reading (its source segment: the maximal set) differs on most of these problems."""
+    pytest.importorskip("maxflow", reason="PyMaxflow (the optional 'maxflow' extra) is not installed")
+    from hlmat_env.segmenters.gridcut import GridCut
+
+    rng = np.random.default_rng(0)
+    for t in range(60):
+        h, w = rng.integers(3, 30, 2)
+        q = int(rng.integers(1, 4))
+        wx, wy, cost_fg, cost_bg = (rng.integers(0, q + 1, (h, w)).astype(float) for _ in range(4))
+        if t % 3 == 0:
+            cost_fg[rng.random((h, w)) < 0.1] = 1e6
+        a = GridCut(wx, wy, backend="scipy").solve(cost_fg, cost_bg)
+        b = GridCut(wx, wy, backend="pymaxflow").solve(cost_fg, cost_bg)
+        np.testing.assert_array_equal(a, b)
+    image, _ = _scene(0)
+    clicks = [Click(85, 60, True), Click(40, 30, False), Click(100, 70, True)]
+    masks = []
+    for backend in ("scipy", "pymaxflow"):
+        seg = GraphCutSegmenter(maxflow=backend)
+        seg.set_image(image)
+        prev = None
+        for k in range(1, len(clicks) + 1):
+            prev = seg.predict(clicks[:k], prev)
+        masks.append(prev.mask)
+    np.testing.assert_array_equal(*masks)
+    with pytest.raises(ValueError, match="maxflow"):
+        GraphCutSegmenter(maxflow="nx")

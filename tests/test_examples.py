@@ -43,3 +43,8 @@ def test_segmenter_sensitivity():
     out = _run("segmenter_sensitivity.py", "--dataset", "synthetic:val", "--limit", "2", "--configs", "2")
     rows = [line for line in out.splitlines() if line.startswith("| ") and "NoC@85" not in line]
     assert rows[0].startswith("| none (defaults) |") and rows[1].startswith("| side=256 |"), out
+
+
+def test_min_cut_backends():
+    out = _run("min_cut_backends.py", "--dataset", "synthetic:val", "--images", "2", "--clicks", "3")
+    assert "| scipy |" in out and "NO |" not in out

@@ -23,6 +23,7 @@ def test_bench_segmenters_writes_table_json_and_plot(grabcut_dir, tmp_path, caps
     assert data["meta"]["samples"] == 2 and data["meta"]["max_clicks"] == 3
     for name in ("default", "graphcut"):
         res = data["segmenters"][name]
+        assert res["min_cut_backend"] in ("scipy", "pymaxflow")  # which max-flow the times were taken with
         s = res["summary"]
         for key in ("noc85", "noc90", "nof85", "nof90", "miou@1", "miou@3", "miou@5", "miou@10", "miou@20",
                     "sec_per_click_median", "sec_per_click_p90", "set_image_sec_median"):

@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         for i in tqdm(range(n), desc=name, unit="img"):
             runs.append(run_episode(segmenter, dataset[i], args.max_clicks))
         results[name] = {
+            "min_cut_backend": getattr(segmenter, "min_cut_backend", None),  # timing context (same masks)
             "summary": summarize_runs(runs, args.max_clicks),
             "mean_iou_curve": mean_curve(runs, args.max_clicks),
             "per_sample": {r.sample_id: {"ious": r.ious, "click_seconds": r.click_seconds,

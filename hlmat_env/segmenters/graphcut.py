@@ -41,8 +41,9 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
 from hlmat_env.actions import Click
+from hlmat_env.errors import DependencyNotInstalled
 from hlmat_env.segmenters.base import Prediction
-from hlmat_env.segmenters.gridcut import BACKENDS, INF_COST, GridCut
+from hlmat_env.segmenters.gridcut import BACKENDS, INF_COST, GridCut, has_pymaxflow
 
 
 def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
@@ -116,6 +117,9 @@ class GraphCutSegmenter:
         if maxflow not in BACKENDS:
             raise ValueError(f"maxflow must be one of {list(BACKENDS)}, got {maxflow!r}")
         self.maxflow = maxflow
+        self.min_cut_backend = ("pymaxflow" if has_pymaxflow() else "scipy") if maxflow == "auto" else maxflow
+        if self.min_cut_backend == "pymaxflow" and not has_pymaxflow():
+            raise DependencyNotInstalled("maxflow='pymaxflow' needs PyMaxflow (GPL-3): pip install PyMaxflow")
         self._cut: GridCut | None = None
 
     def set_image(self, image: np.ndarray) -> None:
@@ -137,7 +141,7 @@ class GraphCutSegmenter:
         mean_sq = (dx[:, :-1].sum() + dy[:-1].sum()) / max(1, dx[:, :-1].size + dy[:-1].size)
         beta = 1.0 / (2.0 * mean_sq + 1e-6)
         self._wx, self._wy = self.gamma * np.exp(-beta * dx), self.gamma * np.exp(-beta * dy)
-        self._cut = GridCut(self._wx, self._wy, backend=self.maxflow)
+        self._cut = GridCut(self._wx, self._wy, backend=self.min_cut_backend)
         step = np.sqrt(np.concatenate([dx[:, :-1].ravel(), dy[:-1].ravel()]))
         length = 1.0 + step / (step.mean() + 1e-6)
         idx = np.arange(sh * sw).reshape(sh, sw)
@@ -221,7 +225,7 @@ class GraphCutSegmenter:
         ring[0, :], ring[-1, :] = y0 > 0, y1 < sh
         ring[:, 0] |= x0 > 0
         ring[:, -1] |= x1 < sw
-        cut = GridCut(self._wx[win], self._wy[win], backend=self.maxflow)
+        cut = GridCut(self._wx[win], self._wy[win], backend=self.min_cut_backend)
         for _ in range(self.iterations):  # GrabCut's EM as in the full cut: colours re-learnt from each cut
             cost_fg, cost_bg = self._unaries(model_fg & ~bg_seed, ~model_fg & ~fg_seed, win,
                                              pos_region, neg_region)

@@ -46,10 +46,10 @@ class PPOConfig:
 
 def demo_settings(dataset: Any, segmenter: Any, cfg: PPOConfig) -> dict[str, Any]:
     """What the recorded demonstration states depend on (checked when a demos folder is reused)."""
-    from hlmat_env.segmenters import segmenter_version
+    from hlmat_env.segmenters import segmenter_name, segmenter_version
 
-    name = segmenter if isinstance(segmenter, str) else getattr(segmenter, "name", type(segmenter).__name__)
-    return {"dataset": dataset if isinstance(dataset, str) else type(dataset).__name__, "segmenter": name,
+    return {"dataset": dataset if isinstance(dataset, str) else type(dataset).__name__,
+            "segmenter": segmenter_name(segmenter),
             "segmenter_version": segmenter_version(segmenter), "wrapper": cfg.wrapper_kwargs(),
             "max_clicks": cfg.max_clicks}
 

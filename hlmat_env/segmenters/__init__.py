@@ -6,6 +6,7 @@ from hlmat_env.segmenters.base import (
     make_segmenter,
     predict_batch,
     register_segmenter,
+    segmenter_name,
     segmenter_version,
 )
 from hlmat_env.segmenters.sam import SamSegmenter, make_auto_segmenter  # imports torch lazily
@@ -21,4 +22,4 @@ register_segmenter("graphcut", GraphCutSegmenter)
 register_segmenter("grabcut", GrabCutSegmenter)
 
 __all__ = ["SEGMENTERS", "Prediction", "Segmenter", "make_segmenter", "predict_batch", "register_segmenter",
-           "segmenter_version"]
+           "segmenter_name", "segmenter_version"]

@@ -100,6 +100,11 @@ def make_segmenter(spec: str | Segmenter = "default", **kwargs: Any) -> Segmente
     return SEGMENTERS[spec](**kwargs)
 
 
+def segmenter_name(spec: str | Segmenter) -> str:
+    """The registry name of ``spec``, or a segmenter object's ``name`` (its class name when it has none)."""
+    return spec if isinstance(spec, str) else getattr(spec, "name", type(spec).__name__)
+
+
 def segmenter_version(spec: str | Segmenter = "default") -> str:
     """A short hash of the source file that defines the segmenter ``spec`` (a name or an object).
 

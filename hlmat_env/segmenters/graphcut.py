@@ -41,9 +41,8 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
 from hlmat_env.actions import Click
-from hlmat_env.errors import DependencyNotInstalled
 from hlmat_env.segmenters.base import Prediction
-from hlmat_env.segmenters.gridcut import BACKENDS, INF_COST, GridCut, has_pymaxflow
+from hlmat_env.segmenters.gridcut import INF_COST, GridCut, resolve_backend
 
 
 def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
@@ -114,12 +113,7 @@ class GraphCutSegmenter:
         self.guide_radius, self.guide_eps = guide_radius, guide_eps
         self.window, self.min_window = window, min_window
         self.click_weight, self.border = click_weight, border
-        if maxflow not in BACKENDS:
-            raise ValueError(f"maxflow must be one of {list(BACKENDS)}, got {maxflow!r}")
-        self.maxflow = maxflow
-        self.min_cut_backend = ("pymaxflow" if has_pymaxflow() else "scipy") if maxflow == "auto" else maxflow
-        if self.min_cut_backend == "pymaxflow" and not has_pymaxflow():
-            raise DependencyNotInstalled("maxflow='pymaxflow' needs PyMaxflow (GPL-3): pip install PyMaxflow")
+        self.min_cut_backend = resolve_backend(maxflow)  # "scipy" or "pymaxflow": the same masks either way
         self._cut: GridCut | None = None
 
     def set_image(self, image: np.ndarray) -> None:

@@ -13,17 +13,32 @@ is installed.
 from __future__ import annotations
 
 import importlib.util
+from functools import lru_cache
 
 import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import breadth_first_order, maximum_flow
 
+from hlmat_env.errors import DependencyNotInstalled
+
 INF_COST = 1e6  # a hard constraint, in cost units
 BACKENDS = ("auto", "scipy", "pymaxflow")
 
 
+@lru_cache(maxsize=1)
 def has_pymaxflow() -> bool:
     return importlib.util.find_spec("maxflow") is not None
+
+
+def resolve_backend(backend: str) -> str:
+    """``"scipy"`` or ``"pymaxflow"`` for a :data:`BACKENDS` name (``"auto"``: PyMaxflow when installed)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"min-cut backend must be one of {list(BACKENDS)}, got {backend!r}")
+    if backend == "auto":
+        return "pymaxflow" if has_pymaxflow() else "scipy"
+    if backend == "pymaxflow" and not has_pymaxflow():
+        raise DependencyNotInstalled("min-cut backend 'pymaxflow' needs PyMaxflow (GPL-3): pip install PyMaxflow")
+    return backend
 
 
 class GridCut:
@@ -38,15 +53,7 @@ class GridCut:
     """
 
     def __init__(self, wx: np.ndarray, wy: np.ndarray, resolution: float = 100.0, backend: str = "auto"):
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
-        if backend == "pymaxflow" and not has_pymaxflow():
-            from hlmat_env.errors import DependencyNotInstalled
-
-            raise DependencyNotInstalled("backend 'pymaxflow' needs PyMaxflow (GPL-3): pip install PyMaxflow")
-        if backend == "auto":
-            backend = "pymaxflow" if has_pymaxflow() else "scipy"
-        self.backend = backend
+        self.backend = resolve_backend(backend)
         h, w = wx.shape
         n = h * w
         self.shape, self.n, self.resolution = (h, w), n, resolution
@@ -57,7 +64,7 @@ class GridCut:
         idx = np.arange(n).reshape(h, w)
         a = np.concatenate([idx[:, :-1].ravel(), idx[:-1].ravel()])
         b = np.concatenate([idx[:, 1:].ravel(), idx[1:].ravel()])
-        pair = np.round(np.concatenate([wx[:, :-1].ravel(), wy[:-1].ravel()]) * resolution).astype(np.int32)
+        pair = np.concatenate([self._wx[:, :-1].ravel(), self._wy[:-1].ravel()]).astype(np.int32)
         src, sink = n, n + 1
         rows = np.concatenate([a, b, np.full(n, src), np.arange(n)])
         cols = np.concatenate([b, a, np.arange(n), np.full(n, sink)])

@@ -32,7 +32,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from hlmat_env.errors import HLMATError, require
-from hlmat_env.segmenters import segmenter_version
+from hlmat_env.segmenters import segmenter_name, segmenter_version
 from hlmat_env.trajectories import START_STATES, dumps, record_trajectory
 
 BACKENDS = ("local", "ray")
@@ -75,8 +75,7 @@ class GenerateConfig:
 
     @property
     def segmenter_name(self) -> str:
-        s = self.segmenter
-        return s if isinstance(s, str) else getattr(s, "name", type(s).__name__)
+        return segmenter_name(self.segmenter)
 
     def settings(self) -> dict[str, Any]:
         """What must match for a resume to continue the same run."""
@@ -93,10 +92,20 @@ class GenerateReport:
     already_done: int = 0
     errors: int = 0
     seconds: float = 0.0
+    kept_clicks: int = 0  # over the episodes written by this run
+    final_iou_sum: float = 0.0
 
     @property
     def episodes_per_s(self) -> float:
         return self.written / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def mean_kept_clicks(self) -> float:
+        return self.kept_clicks / self.written if self.written else 0.0
+
+    @property
+    def mean_final_iou(self) -> float:
+        return self.final_iou_sum / self.written if self.written else 0.0
 
 
 def episode_seed(seed: int, index: int, start: str) -> int:
@@ -117,17 +126,18 @@ def _init_worker(dataset: str, segmenter: Any, env_kwargs: dict, record_kwargs: 
         sys.modules["torch"].set_num_threads(1)
 
 
-def _run_task(task: tuple[int, str, int]) -> tuple[str, dict | str]:
+def _run_task(task: tuple[int, str, int]) -> tuple[str, dict | tuple[str, int, float]]:
     """Record one episode; never raises (a bad sample becomes an error record)."""
     index, start, seed = task
     try:
         traj = record_trajectory(_WORKER["env"], index, start=start, seed=seed, **_WORKER["record"])
-        return "ok", dumps(traj)
+        final = traj.clicks[-1].iou if traj.clicks else traj.start_iou
+        return "ok", (dumps(traj), len(traj.clicks), float(final))
     except Exception as e:  # noqa: BLE001 - any failure of one sample is logged, never fatal
         return "error", {"index": index, "start": start, "seed": seed, "error": f"{type(e).__name__}: {e}"}
 
 
-def _ray_chunk(init_args: tuple, tasks: list[tuple[int, str, int]]) -> list[tuple[str, dict | str]]:
+def _ray_chunk(init_args: tuple, tasks: list[tuple[int, str, int]]) -> list[tuple[str, dict | tuple]]:
     if _WORKER.get("init_args") != init_args:  # one env per Ray worker process, reused across tasks
         _init_worker(*init_args)
         _WORKER["init_args"] = init_args
@@ -254,8 +264,11 @@ def _consume(cfg: GenerateConfig, out: Path, results: Iterator, total: int, repo
         try:
             for kind, payload in results:
                 if kind == "ok":
-                    writer.add(payload)
+                    line, kept, final_iou = payload
+                    writer.add(line)
                     report.written += 1
+                    report.kept_clicks += kept
+                    report.final_iou_sum += final_iou
                 else:
                     errors.write(json.dumps(payload) + "\n")
                     errors.flush()

@@ -120,7 +120,10 @@ def test_bad_samples_are_logged_and_skipped(tmp_path):
 
 def test_refuses_to_mix_runs(tmp_path):
     cfg = dict(segmenter=SlowDisc(), limit=2, progress=False)
-    generate(GenerateConfig("synthetic:val", tmp_path, **cfg))
+    report = generate(GenerateConfig("synthetic:val", tmp_path, **cfg))
+    eps = list(_by_id(tmp_path).values())  # the report's episode statistics are those of the written files
+    assert report.mean_kept_clicks == pytest.approx(np.mean([len(e["clicks"]) for e in eps]))
+    assert report.mean_final_iou == pytest.approx(np.mean([e["clicks"][-1]["iou"] for e in eps]))
     with pytest.raises(HLMATError, match="--resume"):
         generate(GenerateConfig("synthetic:val", tmp_path, **cfg))
     with pytest.raises(HLMATError, match="seed"):

@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"hlmat generate: {e}") from None
     r = generate(cfg)
     print(f"generated {r.written} episodes in {r.seconds:.1f} s ({r.episodes_per_s:.2f} episodes/s, "
-          f"backend {args.backend}, {args.workers} worker(s)); {r.errors} error(s) logged to "
+          f"backend {args.backend}, {args.workers} worker(s); {r.mean_kept_clicks:.2f} kept clicks and final IoU "
+          f"{r.mean_final_iou:.3f} per episode); {r.errors} error(s) logged to "
           f"{args.out}/errors.jsonl; {r.already_done} already done")
     return 0

@@ -25,8 +25,9 @@ class PRM(Protocol):
 
 class LearnedPRM:
     """The learned value head (:class:`agents.prm_model.PRMNet`). An empty mask scores 0 (its IoU is 0 for
-    any non-empty target; the network is not trained on empty masks). The target map of the last image and
-    caption is kept, so scoring several masks of one state, or consecutive calls on it, costs one trunk pass.
+    any non-empty target; the network is not trained on empty masks). The trunk's pass over the last image and
+    caption is kept, so scoring several masks of one state, or consecutive calls on it, costs one trunk pass
+    (and a cheap verifier pass per mask).
 
     Args:
         path: checkpoint file or folder (``prm.pt``) written by ``hlmat train-prm``.
@@ -42,7 +43,7 @@ class LearnedPRM:
         self._torch = torch
         self._last: tuple[Any, Any] = (None, None)
 
-    def _logits(self, image: np.ndarray, caption: str) -> Any:
+    def _scene(self, image: np.ndarray, caption: str) -> Any:
         import zlib
 
         from agents.prm_model import caption_features, resize_image
@@ -53,7 +54,7 @@ class LearnedPRM:
             img = self._torch.from_numpy(resize_image(image, cfg.size)[None])
             cap = self._torch.from_numpy(caption_features(caption, cfg.caption_dim)[None])
             with self._torch.no_grad():
-                self._last = (key, self.model.target_logits(img, cap))
+                self._last = (key, self.model.scene(img, cap))
         return self._last[1]
 
     def score(self, image: np.ndarray, mask: np.ndarray, caption: str = "") -> float:
@@ -69,10 +70,10 @@ class LearnedPRM:
         live = [i for i, m in enumerate(masks) if np.any(m)]
         if not live:
             return out
-        logits = self._logits(image, caption)
+        code = self._scene(image, caption)
         small = self._torch.from_numpy(np.stack([coverage_map(masks[i], self.model.config.size) for i in live]))
         with self._torch.no_grad():
-            pred = self.model.iou_from_logits(logits.expand(len(live), -1, -1), small)
+            pred = self.model.iou(code.take(self._torch.zeros(len(live), dtype=self._torch.long)), small)
         for i, p in zip(live, pred.tolist()):
             out[i] = float(p)
         return out

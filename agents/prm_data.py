@@ -8,7 +8,10 @@ For every sample the builder collects (empty masks are skipped: their IoU is tri
   uniformly random pixel, with the sensible sign (positive outside the current mask). These are the states a
   learned policy visits: partial objects, leaks into the background, other objects;
 * **degraded targets** (:func:`hlmat_env.masks.degrade`: eroded/dilated, shifted, blobs added/cut), the
-  target's **bounding box**, and the target itself.
+  target's **bounding box**, and the target itself;
+* optionally **single random clicks**: the mask one positive click at a uniformly random pixel gives (one
+  segmenter call each). Mostly other objects and background: the wrong-object masks a PRM must rate low,
+  which degraded targets never show.
 
 Labels come from :func:`hlmat_env.metrics.iou` (ignore pixels excluded) at full resolution; images, masks and
 targets are stored at the network's input size (:class:`PRMData`). The target is read here only to make
@@ -155,7 +158,7 @@ def noisy_click(env: Any, rng: np.random.Generator, p_expert: float) -> Click | 
 
 
 def _sample_states(env: Any, index: int, rng: np.random.Generator, col: _Collector, rollout_clicks: int,
-                   n_degraded: int) -> None:
+                   n_degraded: int, single_clicks: int = 0) -> None:
     u = env.unwrapped
     sample = u.dataset[index]
     target, image, caption, sid = sample.target, sample.image, sample.caption, sample.sample_id
@@ -176,6 +179,11 @@ def _sample_states(env: Any, index: int, rng: np.random.Generator, col: _Collect
         col.add(image, degrade(target, rng), target, caption, sid, "degraded")
     col.add(image, box_mask(bbox_xywh(gt), gt.shape), target, caption, sid, "box")
     col.add(image, gt, target, caption, sid, "target")
+    h, w = gt.shape
+    for _ in range(single_clicks):
+        env.reset(seed=int(rng.integers(2**31)), options={"index": index})
+        u.click(Click(int(rng.integers(w)), int(rng.integers(h)), positive=True))
+        col.add(image, u.mask, target, caption, sid, "single-click")
 
 
 def _demo_states(demos: str | Path, col: _Collector, dataset: Any) -> dict[str, set[int]]:
@@ -205,7 +213,7 @@ def _demo_states(demos: str | Path, col: _Collector, dataset: Any) -> dict[str, 
 
 def _generated_states(spec: Any, segmenter: Any, ix: Sequence[int] | None, limit: int | None,
                       config: PRMConfig, rollout_clicks: int, n_degraded: int, seed: int,
-                      progress: bool) -> PRMData | None:
+                      progress: bool, single_clicks: int = 0) -> PRMData | None:
     """Rollout, degraded, box and target states of samples ``ix`` of ``spec`` (one rng per sample)."""
     import gymnasium as gym
     from tqdm.auto import tqdm
@@ -218,7 +226,7 @@ def _generated_states(spec: Any, segmenter: Any, ix: Sequence[int] | None, limit
     ix = list(range(n if limit is None else min(n, limit))) if ix is None else ix
     for i in tqdm(ix, desc="PRM states", disable=not progress, unit="sample"):
         rng = np.random.default_rng([seed, int(i)])
-        _sample_states(env, int(i), rng, col, rollout_clicks, n_degraded)
+        _sample_states(env, int(i), rng, col, rollout_clicks, n_degraded, single_clicks)
     env.close()
     return col.data() if col.rows["labels"] else None
 
@@ -237,7 +245,7 @@ def demo_states(demos: str | Path, config: PRMConfig = PRMConfig(), dataset: Any
 def build_prm_dataset(dataset: Any = "synthetic:train", indices: Iterable[int] | None = None, *,
                       segmenter: Any = "default", demos: str | Path | None = None, limit: int | None = None,
                       config: PRMConfig = PRMConfig(), rollout_clicks: int = 10, n_degraded: int = 5,
-                      seed: int = 0, workers: int = 1, progress: bool = False) -> PRMData:
+                      single_clicks: int = 0, seed: int = 0, workers: int = 1, progress: bool = False) -> PRMData:
     """Labelled PRM states (see the module docstring).
 
     Args:
@@ -248,7 +256,8 @@ def build_prm_dataset(dataset: Any = "synthetic:train", indices: Iterable[int] |
         segmenter: segmenter for the noisy-policy rollouts.
         demos: a demonstrations folder / JSONL file (:mod:`hlmat_env.trajectories`), optional.
         config: the PRM input configuration.
-        rollout_clicks: clicks per noisy rollout (0: no rollouts, no segmenter calls); n_degraded: degraded targets per sample.
+        rollout_clicks: clicks per noisy rollout (0: no rollouts, no segmenter calls); n_degraded: degraded targets per sample;
+            single_clicks: masks of one random positive click per sample (segmenter calls).
         seed: base seed; each sample's states come from ``default_rng([seed, index])``, so the result does
             not depend on ``workers``.
         workers: processes that build the generated states (samples split in contiguous chunks).
@@ -266,7 +275,7 @@ def build_prm_dataset(dataset: Any = "synthetic:train", indices: Iterable[int] |
         spec = dataset if spec == "dataset" else spec
         if workers <= 1:
             parts.append(_generated_states(spec, segmenter, ix, limit, config, rollout_clicks, n_degraded, seed,
-                                           progress))
+                                           progress, single_clicks))
             continue
         if ix is None:
             from hlmat_env.datasets import make_dataset
@@ -278,7 +287,7 @@ def build_prm_dataset(dataset: Any = "synthetic:train", indices: Iterable[int] |
 
         with mp.get_context("fork").Pool(len(chunks)) as pool:
             parts += pool.map(_generated_states_packed, [(spec, segmenter, c, None, config, rollout_clicks,
-                                                        n_degraded, seed, False) for c in chunks])
+                                                        n_degraded, seed, False, single_clicks) for c in chunks])
     parts = [p for p in parts if p is not None]
     if not parts:
         raise ValueError("no PRM training state was produced (empty dataset or empty targets?)")

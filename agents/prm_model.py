@@ -16,20 +16,25 @@ The **grounding trunk** (a small U-Net, every conv block modulated by FiLM from 
 image and caption only, never the mask, and outputs a target map: per pixel the predicted fraction of the
 pixel covered by the target. It is trained with BCE against the downsampled target (a training label only).
 The **IoU head** compares that map ``p`` with the mask ``m``: the fuzzy IoU ``sum(min(p, m)) / sum(max(p, m))``
-(which equals the true IoU, up to resampling, when ``p`` is the true coverage), and a small MLP on a few
-statistics of the two maps adds a learned correction in logit space. The output is in [0, 1].
+(which equals the true IoU, up to resampling, when ``p`` is the true coverage) plus a learned correction in
+logit space from the **verifier**: a small caption-FiLMed CNN on a crop around the mask (image, mask and map,
+resampled with ``torchvision.ops.roi_align`` so that every object is seen at the same scale) whose pooled
+features, a few statistics of ``p`` and ``m`` and the crop's place in the image go into an MLP. The trunk
+must *find* the target (hard: grounding); the verifier only checks the mask it is shown: do its colour, shape
+and edges fit the words, does it cover the object it sits on. The output is in [0, 1].
 
 Design choice: the PRM is a **standalone** value network, not the value head of the PPO actor-critic. The PPO
 value estimates the *return to go* of a policy (it changes with the policy and the discount), while the PRM
 estimates the IoU of the *current mask*, a policy-independent quantity; a separate network can be trained on
 states from any source (demonstrations, degraded masks, other policies), reused with any agent (MLLM, BC, PPO)
 and as an annotation-quality filter. Its target map is computed once per image and caption, so scoring many
-candidate masks of one state (tree search) costs one trunk pass.
+candidate masks of one state (tree search) costs one trunk pass and one cheap verifier pass per mask.
 """
 from __future__ import annotations
 
 import zlib
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -48,6 +53,8 @@ class PRMConfig:
     caption_dim: int = 96
     width: int = 16
     embed: int = 128
+    crop: int = 24
+    verifier_width: int = 16
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -120,8 +127,45 @@ class _FiLMConv(nn.Module):
         return torch.relu(self.norm(self.conv(x)) * (1 + gamma) + beta)
 
 
+class SceneCode(NamedTuple):
+    """What the trunk computes once per scene: target-map logits ``(B, S, S)``, caption embedding ``(B, E)``
+    and the normalised image ``(B, 3, S, S)`` (the verifier's crops come from it)."""
+
+    logits: torch.Tensor
+    embed: torch.Tensor
+    pixels: torch.Tensor
+
+    def take(self, rows: torch.Tensor) -> "SceneCode":
+        """The scenes at ``rows`` (one per state)."""
+        return SceneCode(self.logits[rows], self.embed[rows], self.pixels[rows])
+
+
+def mask_boxes(m: torch.Tensor, margin: float = 1.5, min_side: float = 6.0) -> torch.Tensor:
+    """Square boxes ``(B, 4)`` (x1, y1, x2, y2 in pixels of the map) around each mask ``m`` ``(B, S, S)`` in
+    [0, 1] (pixels above 0.25), ``margin`` times the larger side of its bounding box, at least ``min_side``;
+    the whole map for an empty mask."""
+    s = m.shape[-1]
+    on = m > 0.25
+    idx = torch.arange(s, dtype=torch.float32, device=m.device)
+    rows, cols = on.any(2), on.any(1)
+    big = torch.tensor(float(s), device=m.device)
+
+    def extent(flags: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lo = torch.where(flags, idx, big).amin(1)
+        hi = torch.where(flags, idx, -big).amax(1) + 1
+        return lo, hi
+
+    (y0, y1), (x0, x1) = extent(rows), extent(cols)
+    empty = ~rows.any(1)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    half = torch.clamp(torch.maximum(x1 - x0, y1 - y0) * margin, min=min_side) / 2
+    boxes = torch.stack([cx - half, cy - half, cx + half, cy + half], 1)
+    whole = torch.tensor([0.0, 0.0, float(s), float(s)], device=m.device)
+    return torch.where(empty[:, None], whole, boxes)
+
+
 class PRMNet(nn.Module):
-    """Caption-conditioned U-Net target map + IoU head (see the module docstring)."""
+    """Caption-conditioned U-Net target map + IoU head with a mask verifier (see the module docstring)."""
 
     def __init__(self, config: PRMConfig = PRMConfig()):
         super().__init__()
@@ -136,22 +180,25 @@ class PRMNet(nn.Module):
         self.up = nn.ModuleList([_FiLMConv(8 * w, 4 * w, e), _FiLMConv(6 * w, 2 * w, e), _FiLMConv(2 * w + h, h, e)])
         self.out = nn.Conv2d(h, 1, 1)
         nn.init.constant_(self.out.bias, -3.0)  # prior: a target covers few pixels (training starts stable)
-        self.correction = nn.Sequential(nn.Linear(7, 32), nn.ReLU(), nn.Linear(32, 1))
-        nn.init.zeros_(self.correction[2].weight)
+        v = config.verifier_width
+        self.verifier = nn.ModuleList([_FiLMConv(5, v, e), _FiLMConv(v, 2 * v, e, 2), _FiLMConv(2 * v, 2 * v, e),
+                                       _FiLMConv(2 * v, 4 * v, e, 2), _FiLMConv(4 * v, 4 * v, e)])
+        self.correction = nn.Sequential(nn.Linear(8 * v + 11, 64), nn.ReLU(), nn.Linear(64, 1))
+        nn.init.zeros_(self.correction[2].weight)  # untrained: the estimate is the fuzzy IoU of map and mask
         nn.init.zeros_(self.correction[2].bias)
         s = config.size
         yy, xx = torch.meshgrid(torch.linspace(-1, 1, s), torch.linspace(-1, 1, s), indexing="ij")
         self.register_buffer("coords", torch.stack([xx, yy])[None], persistent=False)
 
-    def target_logits(self, images: torch.Tensor, captions: torch.Tensor) -> torch.Tensor:
-        """Target-map logits, float ``(B, S, S)``.
+    def scene(self, images: torch.Tensor, captions: torch.Tensor) -> SceneCode:
+        """The trunk's pass over scenes.
 
         Args:
             images: uint8 or float (0-255 scale) ``(B, 3, S, S)`` from :func:`resize_image`.
             captions: float ``(B, caption_len)`` from :func:`caption_features`.
         """
-        x = images.float() / 127.5 - 1.0
-        x = torch.cat([x, self.coords.expand(len(x), -1, -1, -1)], 1)
+        pixels = images.float() / 127.5 - 1.0
+        x = torch.cat([pixels, self.coords.expand(len(pixels), -1, -1, -1)], 1)
         e = self.embed(captions.float())
         skips = []
         for i, block in enumerate(self.down):
@@ -162,24 +209,39 @@ class PRMNet(nn.Module):
         for block in self.up:
             x = nn.functional.interpolate(x, scale_factor=2, mode="nearest")
             x = block(torch.cat([x, skips.pop()], 1), e)
-        return self.out(x).squeeze(1)
+        return SceneCode(self.out(x).squeeze(1), e, pixels)
 
-    def iou_from_logits(self, logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        """IoU estimates float ``(B,)`` in [0, 1] of masks uint8 ``(B, S, S)`` (:func:`hlmat_env.masks.coverage_map`, 0-255)
-        against target-map logits ``(B, S, S)``."""
-        p = torch.sigmoid(logits)
+    def iou(self, scene: SceneCode, masks: torch.Tensor) -> torch.Tensor:
+        """IoU estimates float ``(B,)`` in [0, 1] of masks uint8 ``(B, S, S)``
+        (:func:`hlmat_env.masks.coverage_map`, 0-255) in ``scene`` (one scene per mask, :meth:`SceneCode.take`)."""
+        from torchvision.ops import roi_align
+
+        p = torch.sigmoid(scene.logits)
         m = masks.float() / 255.0
         fz = fuzzy_iou(p, m)
         inter, pm, mm = (p * m).sum((1, 2)), p.sum((1, 2)), m.sum((1, 2))
-        n = float(m.shape[-1] * m.shape[-2])
-        stats = torch.stack([fz, inter / (pm + mm - inter + 1e-6), inter / (mm + 1e-6), inter / (pm + 1e-6),
-                             mm / n * 10, pm / n * 10, p.amax((1, 2))], 1)
-        z = torch.logit(fz.clamp(1e-3, 1 - 1e-3)) + self.correction(stats).squeeze(1)
+        s = m.shape[-1]
+        n = float(s * s)
+        stats = [fz, inter / (pm + mm - inter + 1e-6), inter / (mm + 1e-6), inter / (pm + 1e-6), mm / n * 10,
+                 pm / n * 10, p.amax((1, 2))]
+        boxes = mask_boxes(m)
+        geometry = [(boxes[:, 0] + boxes[:, 2]) / s - 1, (boxes[:, 1] + boxes[:, 3]) / s - 1,
+                    (boxes[:, 2] - boxes[:, 0]) / s, torch.log(mm / n + 1e-4) / 4]
+        planes = torch.cat([scene.pixels, m[:, None], p[:, None] * 2 - 1], 1)
+        rois = torch.cat([torch.arange(len(m), dtype=boxes.dtype, device=m.device)[:, None], boxes], 1)
+        x = roi_align(planes, rois, self.config.crop, spatial_scale=1.0, sampling_ratio=2, aligned=True)
+        crop_mask = x[:, 3:4].clamp(0, 1)
+        for block in self.verifier:
+            x = block(x, scene.embed)
+        inside = nn.functional.adaptive_avg_pool2d(crop_mask, x.shape[-2:])
+        pooled = torch.cat([x.mean((2, 3)), (x * inside).sum((2, 3)) / (inside.sum((2, 3)) + 1e-3)], 1)
+        feats = torch.cat([pooled, torch.stack(stats + geometry, 1)], 1)
+        z = torch.logit(fz.clamp(1e-3, 1 - 1e-3)) + self.correction(feats).squeeze(1)
         return torch.sigmoid(z)
 
     def forward(self, images: torch.Tensor, masks: torch.Tensor,
                 captions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(IoU estimates (B,) in [0, 1], target-map logits (B, S, S))``; shapes as in
-        :meth:`target_logits` and :meth:`iou_from_logits`."""
-        logits = self.target_logits(images, captions)
-        return self.iou_from_logits(logits, masks), logits
+        """``(IoU estimates (B,) in [0, 1], target-map logits (B, S, S))``; shapes as in :meth:`scene` and
+        :meth:`iou` (one mask per scene)."""
+        code = self.scene(images, captions)
+        return self.iou(code, masks), code.logits

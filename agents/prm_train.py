@@ -71,17 +71,17 @@ def augment(images: torch.Tensor, maps: Sequence[torch.Tensor], flips: torch.Ten
 
 @torch.no_grad()
 def predict(model: PRMNet, data: PRMData, batch_size: int = 64) -> np.ndarray:
-    """IoU estimates float32 ``(N,)`` of every state of ``data`` (one trunk pass per scene)."""
+    """IoU estimates float32 ``(N,)`` of every state of ``data`` (one trunk pass per scene, one verifier pass per state)."""
     model.eval()
     caps = _caption_table(data.captions, model.config.caption_dim)[:, 0]
     out = np.zeros(len(data), np.float32)
     for start in range(0, len(data.scene_ids), batch_size):
         sc = np.arange(start, min(len(data.scene_ids), start + batch_size))
-        logits = model.target_logits(torch.from_numpy(data.images[sc]), caps[sc])
+        code = model.scene(torch.from_numpy(data.images[sc]), caps[sc])
         st = np.flatnonzero((data.state_scene >= sc[0]) & (data.state_scene <= sc[-1]))
         if len(st):
             rows = torch.from_numpy(data.state_scene[st] - sc[0])
-            out[st] = model.iou_from_logits(logits[rows], torch.from_numpy(data.masks[st])).numpy()
+            out[st] = model.iou(code.take(rows), torch.from_numpy(data.masks[st])).numpy()
     return out
 
 
@@ -166,9 +166,10 @@ def train_prm(train: PRMData, val: PRMData | None = None, *, config: PRMConfig =
             cap = caps[torch.from_numpy(sc), flips]
             y = torch.from_numpy(train.labels[st]).reshape(-1)
             images, masks, targets, cap, y = (t.to(device) for t in (images, masks, targets, cap, y))
-            logits = model.target_logits(images, cap)
-            k = states_per_scene
-            pred = model.iou_from_logits(logits.repeat_interleave(k, 0), masks.reshape(-1, *masks.shape[2:]))
+            code = model.scene(images, cap)
+            logits = code.logits
+            rows = torch.arange(len(sc), device=logits.device).repeat_interleave(states_per_scene)
+            pred = model.iou(code.take(rows), masks.reshape(-1, *masks.shape[2:]))
             bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
             bce = bce + (1 - fuzzy_iou(torch.sigmoid(logits), targets)).mean()  # the map's IoU with the target
             mse = torch.nn.functional.mse_loss(pred, y)

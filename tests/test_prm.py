@@ -57,9 +57,27 @@ def test_iou_head_reads_true_iou_from_a_perfect_target_map():
     cover = torch.from_numpy(coverage_map(gt, 32)).float() / 255
     logits = torch.logit(cover.clamp(1e-6, 1 - 1e-6))[None].expand(len(masks), -1, -1)
     with torch.no_grad():
-        est = model.iou_from_logits(logits, torch.from_numpy(np.stack([coverage_map(m, 32) for m in masks])))
+        code = model.scene(torch.from_numpy(resize_image(s.image, 32))[None].expand(len(masks), -1, -1, -1),
+                           torch.from_numpy(caption_features(s.caption, 16))[None].expand(len(masks), -1))
+        est = model.iou(code._replace(logits=logits), torch.from_numpy(np.stack([coverage_map(m, 32) for m in masks])))
     true = np.array([iou(m, s.target) for m in masks])
     assert np.abs(est.numpy() - true).max() < 0.05, (est, true)
+
+
+def test_verifier_crops_surround_the_mask():
+    """The verifier's square crop holds the whole mask with a margin; an empty mask gets the whole map."""
+    import torch
+
+    from agents.prm_model import mask_boxes
+
+    m = torch.zeros(3, 32, 32)
+    m[0, 4:8, 10:20] = 1.0   # 4 x 10 bar
+    m[1, 30:32, 0:2] = 1.0   # tiny, at a corner
+    boxes = mask_boxes(m).tolist()
+    assert boxes[0] == pytest.approx([7.5, -1.5, 22.5, 13.5])  # centre (15, 6), side 1.5 * 10
+    x1, y1, x2, y2 = boxes[1]
+    assert x2 - x1 == pytest.approx(6.0) and y2 - y1 == pytest.approx(6.0) and x1 <= 0 and y2 >= 32
+    assert boxes[2] == [0.0, 0.0, 32.0, 32.0]
 
 
 def test_flip_caption_and_augment_keep_maps_aligned():
@@ -124,6 +142,12 @@ def test_states_save_load_split_and_workers(tmp_path, disc_segmenter):
                                                                          b.targets[b.state_scene]]))
     cheap = build_prm_dataset("synthetic:val", range(2), config=CFG, rollout_clicks=0, n_degraded=2, seed=3)
     assert set(cheap.sources) == {"degraded", "box", "target"}
+    clicked = build_prm_dataset("synthetic:val", range(2), segmenter=disc_segmenter, config=CFG, rollout_clicks=0,
+                                n_degraded=2, single_clicks=3, seed=3)
+    extra = np.array([s == "single-click" for s in clicked.sources])
+    # the cheap states are unchanged (same draws first); the single clicks come on top, with their true IoU
+    assert np.array_equal(clicked.masks[~extra], cheap.masks) and extra.sum() == 6
+    assert (clicked.labels[extra] < 1).all()
     with pytest.raises(ValueError, match="PRMData.save"):
         PRMData.load(tmp_path / "missing.npz")
 

@@ -10,7 +10,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "train-prm", help="train the process reward model (IoU estimator); prints held-out Pearson/Spearman/MAE",
         description="Build PRM training states (demonstration masks from --data plus noisy-policy rollouts, "
-                    "degraded targets and boxes, and cheap states of --extra-scenes more samples), train the "
+                    "degraded targets and boxes, and cheaper states of --extra-scenes more samples), train the "
                     "caption-conditioned target-map network and its IoU head keeping the epoch with the lowest MAE "
                     "on a selection split (--select-*), report Pearson/Spearman/MAE on a separate held-out "
                     "split (--val-*), and write DIR/prm.pt and DIR/metrics.json.")
@@ -24,8 +24,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=700,
                    help="training samples with noisy-policy rollout states (default: 700)")
     p.add_argument("--extra-scenes", type=int, default=7300, metavar="N",
-                   help="N more training samples (after the first --limit) with cheap states only: degraded "
-                        "targets, box, target; no segmenter calls. They mostly teach grounding (default: 7300)")
+                   help="N more training samples (after the first --limit) with cheaper states: degraded "
+                        "targets, box, target (no segmenter calls) and --extra-single-clicks (default: 7300)")
+    p.add_argument("--extra-single-clicks", type=int, default=2, metavar="K",
+                   help="K masks of one random positive click for each of the --extra-scenes (K segmenter calls "
+                        "each): wrong-object and background masks, which degraded targets never are (default: 2)")
     p.add_argument("--val-dataset", default="synthetic:val", help="held-out samples (default: synthetic:val)")
     p.add_argument("--val-limit", type=int, default=100,
                    help="report on the first N held-out samples (default: 100)")
@@ -101,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
 
     # every flag that changes the built states, and the segmenter's code version
     recipe = {k: v for k, v in vars(args).items()
-              if k in ("dataset", "limit", "extra_scenes", "data", "val_dataset", "val_limit", "select_dataset",
+              if k in ("dataset", "limit", "extra_scenes", "extra_single_clicks", "data", "val_dataset", "val_limit", "select_dataset",
                        "select_range", "select_from_train", "rollout_clicks", "n_degraded", "segmenter",
                        "size", "seed")}
     recipe["segmenter_version"] = segmenter_version(args.segmenter)
@@ -134,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         extra_ix = range(args.limit, args.limit + args.extra_scenes)
         parts.append(cached("extra", lambda: build_prm_dataset(
             _dataset(args.dataset, extra_ix.stop), extra_ix, seed=args.seed,
-            **{**common, "rollout_clicks": 0})))
+            **{**common, "rollout_clicks": 0, "single_clicks": args.extra_single_clicks})))
     if args.data is not None:
         demos = cached("demos", lambda: demo_states(args.data, config, args.dataset))
         parts.append(demos.split([sid not in held for sid in demos.scene_ids])[0])

@@ -69,19 +69,32 @@ def augment(images: torch.Tensor, maps: Sequence[torch.Tensor], flips: torch.Ten
     return ((x - 128) * contrast + 128 + bright).clamp(0, 255), maps
 
 
+def flip_maps(x: torch.Tensor, flip: int) -> torch.Tensor:
+    """``x`` (``(..., S, S)``) flipped as flip code ``flip`` says: bit 0 horizontal, bit 1 vertical."""
+    dims = [d for bit, d in ((1, -1), (2, -2)) if flip & bit]
+    return x.flip(dims) if dims else x
+
+
 @torch.no_grad()
-def predict(model: PRMNet, data: PRMData, batch_size: int = 64) -> np.ndarray:
-    """IoU estimates float32 ``(N,)`` of every state of ``data`` (one trunk pass per scene, one verifier pass per state)."""
+def predict(model: PRMNet, data: PRMData, batch_size: int = 64, flips: int = 1) -> np.ndarray:
+    """IoU estimates float32 ``(N,)`` of every state of ``data`` (one trunk pass per scene, one verifier pass
+    per state), averaged over the first ``flips`` (1-4) flips of image, mask and caption (test-time
+    augmentation: the flips the PRM was trained with; 4 costs 4 passes and is a little more accurate)."""
     model.eval()
-    caps = _caption_table(data.captions, model.config.caption_dim)[:, 0]
+    caps = _caption_table(data.captions, model.config.caption_dim)
     out = np.zeros(len(data), np.float32)
     for start in range(0, len(data.scene_ids), batch_size):
         sc = np.arange(start, min(len(data.scene_ids), start + batch_size))
-        code = model.scene(torch.from_numpy(data.images[sc]), caps[sc])
         st = np.flatnonzero((data.state_scene >= sc[0]) & (data.state_scene <= sc[-1]))
-        if len(st):
-            rows = torch.from_numpy(data.state_scene[st] - sc[0])
-            out[st] = model.iou(code.take(rows), torch.from_numpy(data.masks[st])).numpy()
+        if not len(st):
+            continue
+        rows = torch.from_numpy(data.state_scene[st] - sc[0])
+        images, masks = torch.from_numpy(data.images[sc]), torch.from_numpy(data.masks[st])
+        total = torch.zeros(len(st))
+        for f in range(flips):
+            code = model.scene(flip_maps(images, f), caps[sc, f])
+            total += model.iou(code.take(rows), flip_maps(masks, f))
+        out[st] = (total / flips).numpy()
     return out
 
 
@@ -99,10 +112,10 @@ def regression_metrics(pred: np.ndarray, labels: np.ndarray) -> dict[str, float]
     }
 
 
-def evaluate_prm(model: PRMNet, data: PRMData, train_mean: float | None = None) -> dict[str, float]:
-    """:func:`regression_metrics` on ``data``, plus ``mae_constant``: the MAE of always predicting
-    ``train_mean`` (the baseline a useful PRM must beat) when given."""
-    m = regression_metrics(predict(model, data), data.labels)
+def evaluate_prm(model: PRMNet, data: PRMData, train_mean: float | None = None, flips: int = 1) -> dict[str, float]:
+    """:func:`regression_metrics` of :func:`predict` (with ``flips``) on ``data``, plus ``mae_constant``: the
+    MAE of always predicting ``train_mean`` (the baseline a useful PRM must beat) when given."""
+    m = regression_metrics(predict(model, data, flips=flips), data.labels)
     if train_mean is not None:
         m["mae_constant"] = float(100 * np.mean(np.abs(data.labels - train_mean)))
     return m

@@ -12,7 +12,7 @@ from agents.base import Agent, Decision
 from agents.prm import LearnedPRM, MLLMPRM
 from agents.prm_data import PRMData, build_prm_dataset
 from agents.prm_model import RELATIONS, PRMConfig, PRMNet, caption_features, resize_image
-from agents.prm_train import evaluate_prm, flip_caption, save_prm, train_prm
+from agents.prm_train import evaluate_prm, flip_caption, load_prm_net as load_net, save_prm, train_prm
 from hlmat_env.datasets import make_dataset
 from hlmat_env.masks import coverage_map, encode_rle
 from hlmat_env.metrics import iou
@@ -157,6 +157,26 @@ def _checkpoint(tmp_path):
 
     torch.manual_seed(0)
     return save_prm(PRMNet(CFG).eval(), tmp_path / "prm" / "prm.pt")
+
+
+def test_learned_prm_matches_batch_prediction_with_and_without_flips(tmp_path):
+    """The scorer agents use and the evaluation of `train-prm` compute the same estimates, for 1 and 4 flips."""
+    from agents.prm_train import predict
+
+    path = _checkpoint(tmp_path)
+    data = build_prm_dataset("synthetic:val", range(3), config=CFG, rollout_clicks=0, n_degraded=0, seed=0)
+    ds = make_dataset("synthetic:val")
+    for flips in (1, 4):
+        prm, batch = LearnedPRM(path, flips=flips), predict(load_net(path), data, flips=flips)
+        for i, src in enumerate(data.sources):
+            s = ds[int(data.state_scene[i])]
+            mask = s.target > 0 if src == "target" else None
+            if mask is not None:
+                assert prm.score(s.image, mask, s.caption) == pytest.approx(float(batch[i]), abs=1e-5)
+    one, four = predict(load_net(path), data, flips=1), predict(load_net(path), data, flips=4)
+    assert not np.allclose(one, four)  # the flips are real passes, not copies
+    with pytest.raises(ValueError, match="flips"):
+        LearnedPRM(path, flips=5)
 
 
 def test_learned_prm_scorer(tmp_path):

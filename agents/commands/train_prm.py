@@ -46,6 +46,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--rollout-clicks", type=int, default=8, help="clicks per noisy rollout (default: 8)")
     p.add_argument("--n-degraded", type=int, default=5, help="degraded targets per sample (default: 5)")
     p.add_argument("--width", type=int, default=16, help="network width (default: 16)")
+    p.add_argument("--verifier-width", type=int, default=16, help="width of the mask verifier (default: 16)")
     p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default: 3e-3)")
     p.add_argument("--states-per-scene", type=int, default=4,
                    help="states drawn per scene in a batch, sharing its trunk pass (default: 4)")
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from hlmat_env.segmenters import segmenter_version
 
     torch.set_num_threads(1)
-    config = PRMConfig(size=args.size, width=args.width)
+    config = PRMConfig(size=args.size, width=args.width, verifier_width=args.verifier_width)
     show = not args.no_progress
     select_ix = None if args.select_from_train else _range(args.select_range)
     if select_ix is not None and args.select_dataset == args.val_dataset and select_ix.start < args.val_limit:

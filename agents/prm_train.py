@@ -121,13 +121,15 @@ def evaluate_prm(model: PRMNet, data: PRMData, train_mean: float | None = None, 
     return m
 
 
-def train_prm(train: PRMData, val: PRMData | None = None, *, config: PRMConfig = PRMConfig(), epochs: int = 12,
-              batch_size: int = 32, states_per_scene: int = 4, lr: float = 3e-3, weight_decay: float = 1e-4,
-              iou_weight: float = 2.0, augment_data: bool = True, seed: int = 0, device: str = "cpu",
+def train_prm(train: PRMData, val: PRMData | None = None, *, config: PRMConfig = PRMConfig(), epochs: int = 16,
+              batch_size: int = 32, states_per_scene: int = 8, lr: float = 3e-3, weight_decay: float = 1e-4,
+              iou_weight: float = 2.0, iou_loss: str = "mse", augment_data: bool = True, seed: int = 0,
+              device: str = "cpu",
               progress: bool = False) -> tuple[PRMNet, dict[str, Any]]:
     """Fit a :class:`PRMNet`: the map loss (BCE of the target map against the downsampled target plus one minus
-    their fuzzy IoU: dense grounding supervision) plus ``iou_weight`` times the squared error of the IoU
-    estimate (AdamW, one-cycle schedule).
+    their fuzzy IoU: dense grounding supervision) plus ``iou_weight`` times the error of the IoU
+    estimate (``iou_loss``: "mse" squared, "l1" smooth absolute, Huber with beta 0.02) (AdamW, one-cycle
+    schedule).
 
     An epoch visits every training scene once, in batches of ``batch_size`` scenes; each scene contributes its
     target map and ``states_per_scene`` of its states (drawn at random, with replacement when it has fewer),
@@ -147,6 +149,8 @@ def train_prm(train: PRMData, val: PRMData | None = None, *, config: PRMConfig =
     """
     from tqdm.auto import tqdm
 
+    if iou_loss not in ("mse", "l1"):
+        raise ValueError(f"iou_loss must be 'mse' or 'l1', got {iou_loss!r}")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -185,7 +189,8 @@ def train_prm(train: PRMData, val: PRMData | None = None, *, config: PRMConfig =
             pred = model.iou(code.take(rows), masks.reshape(-1, *masks.shape[2:]))
             bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
             bce = bce + (1 - fuzzy_iou(torch.sigmoid(logits), targets)).mean()  # the map's IoU with the target
-            mse = torch.nn.functional.mse_loss(pred, y)
+            mse = (torch.nn.functional.mse_loss(pred, y) if iou_loss == "mse"
+                   else torch.nn.functional.smooth_l1_loss(pred, y, beta=0.02))
             loss = bce + iou_weight * mse
             opt.zero_grad()
             loss.backward()

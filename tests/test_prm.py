@@ -262,3 +262,12 @@ def test_train_prm_command_reuses_its_cache_only_with_the_same_recipe(tmp_path, 
     record.write_text(record.read_text().replace('"segmenter_version": "', '"segmenter_version": "0ld'))
     assert main(base + ["--out", str(tmp_path / "d")]) == 2
     assert "segmenter_version" in capsys.readouterr().err
+
+
+def test_absolute_iou_loss_trains_and_unknown_loss_is_refused():
+    data = build_prm_dataset("synthetic:val", range(4), config=CFG, rollout_clicks=0, n_degraded=2, seed=0)
+    model, history = train_prm(data, None, config=CFG, epochs=6, batch_size=4, lr=5e-3, augment_data=False,
+                               iou_loss="l1")
+    assert history["train_mse"][-1] < history["train_mse"][0]  # the smooth-L1 IoU error falls
+    with pytest.raises(ValueError, match="iou_loss"):
+        train_prm(data, None, config=CFG, epochs=1, iou_loss="hinge")

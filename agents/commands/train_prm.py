@@ -47,12 +47,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--n-degraded", type=int, default=5, help="degraded targets per sample (default: 5)")
     p.add_argument("--width", type=int, default=16, help="network width (default: 16)")
     p.add_argument("--verifier-width", type=int, default=16, help="width of the mask verifier (default: 16)")
+    p.add_argument("--iou-loss", choices=("mse", "l1"), default="mse",
+                   help="error of the IoU estimate: squared, or (smooth) absolute (default: mse)")
+    p.add_argument("--iou-weight", type=float, default=2.0, help="weight of the IoU error (default: 2.0)")
     p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default: 3e-3)")
-    p.add_argument("--states-per-scene", type=int, default=4,
-                   help="states drawn per scene in a batch, sharing its trunk pass (default: 4)")
+    p.add_argument("--states-per-scene", type=int, default=8,
+                   help="states drawn per scene in a batch, sharing its trunk pass (default: 8)")
     p.add_argument("--no-augment", action="store_true", help="no flips / colour jitter")
     p.add_argument("--segmenter", default="default", help="segmenter of the rollouts (default: default)")
-    p.add_argument("--epochs", type=int, default=12, help="training epochs, each a pass over the training scenes (default: 12)")
+    p.add_argument("--epochs", type=int, default=16, help="training epochs, each a pass over the training scenes (default: 16)")
     p.add_argument("--size", type=int, default=64, help="input resolution (default: 64)")
     p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -146,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"PRM states: {len(train)} train ({len(train.scene_ids)} scenes), "
           f"{0 if select is None else len(select)} selection ({where})")
     model, history = train_prm(train, select, config=config, epochs=args.epochs, lr=args.lr, seed=args.seed,
-                               states_per_scene=args.states_per_scene, augment_data=not args.no_augment,
+                               states_per_scene=args.states_per_scene, iou_loss=args.iou_loss,
+                               iou_weight=args.iou_weight, augment_data=not args.no_augment,
                                progress=show)
     report = cached("report", lambda: build_prm_dataset(args.val_dataset, limit=args.val_limit,
                                                         seed=args.seed + 1, **common))

@@ -239,5 +239,6 @@ def load_prm_net(path: str | Path) -> PRMNet:
         model = PRMNet(PRMConfig(**ckpt["config"]))
         model.load_state_dict(ckpt["state_dict"])
     except (KeyError, TypeError, RuntimeError, EOFError) as e:
-        raise ValueError(f"{path} is not a PRM checkpoint written by save_prm: {e}") from None
+        raise ValueError(f"{path} is not a PRM checkpoint of this hlmat version (save_prm with the current PRMNet; "
+                         f"retrain with `hlmat train-prm`): {e}") from None
     return model.eval()

@@ -255,6 +255,13 @@ def test_train_prm_command_reuses_its_cache_only_with_the_same_recipe(tmp_path, 
     stamp = (tmp_path / "cache" / "train.npz").stat().st_mtime_ns
     assert main(base + ["--out", str(tmp_path / "b")]) == 0  # same recipe: the cached states are reused
     assert (tmp_path / "cache" / "train.npz").stat().st_mtime_ns == stamp
+    # another training seed trains on the same states (reused) and gives another network
+    assert main(base + ["--out", str(tmp_path / "b1"), "--train-seed", "1"]) == 0
+    assert (tmp_path / "cache" / "train.npz").stat().st_mtime_ns == stamp
+    import torch
+
+    w0, w1 = (torch.load(tmp_path / d / "prm.pt", weights_only=True)["state_dict"]["out.weight"] for d in ("b", "b1"))
+    assert not torch.equal(w0, w1)
     capsys.readouterr()
     assert main(base + ["--out", str(tmp_path / "c"), "--rollout-clicks", "3"]) == 2
     assert "rollout_clicks" in capsys.readouterr().err

@@ -57,7 +57,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--segmenter", default="default", help="segmenter of the rollouts (default: default)")
     p.add_argument("--epochs", type=int, default=16, help="training epochs, each a pass over the training scenes (default: 16)")
     p.add_argument("--size", type=int, default=64, help="input resolution (default: 64)")
-    p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the built states and of training (default: 0)")
+    p.add_argument("--train-seed", type=int, default=None, metavar="S",
+                   help="seed of the network's initialisation, batches and augmentation only (default: --seed): "
+                        "reruns on the same cached states measure the spread between training runs")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return p
 
@@ -148,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
     train = PRMData.concat(parts)
     print(f"PRM states: {len(train)} train ({len(train.scene_ids)} scenes), "
           f"{0 if select is None else len(select)} selection ({where})")
-    model, history = train_prm(train, select, config=config, epochs=args.epochs, lr=args.lr, seed=args.seed,
+    model, history = train_prm(train, select, config=config, epochs=args.epochs, lr=args.lr,
+                               seed=args.seed if args.train_seed is None else args.train_seed,
                                states_per_scene=args.states_per_scene, iou_loss=args.iou_loss,
                                iou_weight=args.iou_weight, augment_data=not args.no_augment,
                                progress=show)

@@ -123,7 +123,7 @@ def evaluate_prm(model: PRMNet, data: PRMData, train_mean: float | None = None, 
 
 def train_prm(train: PRMData, val: PRMData | None = None, *, config: PRMConfig = PRMConfig(), epochs: int = 16,
               batch_size: int = 32, states_per_scene: int = 8, lr: float = 3e-3, weight_decay: float = 1e-4,
-              iou_weight: float = 2.0, iou_loss: str = "mse", augment_data: bool = True, seed: int = 0,
+              iou_weight: float = 1.0, iou_loss: str = "l1", augment_data: bool = True, seed: int = 0,
               device: str = "cpu",
               progress: bool = False) -> tuple[PRMNet, dict[str, Any]]:
     """Fit a :class:`PRMNet`: the map loss (BCE of the target map against the downsampled target plus one minus

@@ -47,9 +47,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--n-degraded", type=int, default=5, help="degraded targets per sample (default: 5)")
     p.add_argument("--width", type=int, default=16, help="network width (default: 16)")
     p.add_argument("--verifier-width", type=int, default=16, help="width of the mask verifier (default: 16)")
-    p.add_argument("--iou-loss", choices=("mse", "l1"), default="mse",
-                   help="error of the IoU estimate: squared, or (smooth) absolute (default: mse)")
-    p.add_argument("--iou-weight", type=float, default=2.0, help="weight of the IoU error (default: 2.0)")
+    p.add_argument("--iou-loss", choices=("mse", "l1"), default="l1",
+                   help="error of the IoU estimate: (smooth) absolute, or squared (default: l1)")
+    p.add_argument("--iou-weight", type=float, default=1.0,
+                   help="weight of the IoU error (default: 1.0; 2.0 was the measured weight of mse)")
     p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default: 3e-3)")
     p.add_argument("--states-per-scene", type=int, default=8,
                    help="states drawn per scene in a batch, sharing its trunk pass (default: 8)")

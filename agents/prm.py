@@ -50,18 +50,16 @@ class LearnedPRM:
     def _scenes(self, image: np.ndarray, caption: str) -> list[Any]:
         import zlib
 
-        from agents.prm_model import caption_features, resize_image
-        from agents.prm_train import flip_caption, flip_maps
+        from agents.prm_model import resize_image
+        from agents.prm_train import caption_table, flip_maps
 
         key = (image.shape, zlib.crc32(np.ascontiguousarray(image).tobytes()), caption)
         if self._last[0] != key:
             cfg = self.model.config
             img = self._torch.from_numpy(resize_image(image, cfg.size)[None])
-            codes = []
+            caps = caption_table([caption], cfg.caption_dim)  # (1, 4 flips, caption_len)
             with self._torch.no_grad():
-                for f in range(self.flips):
-                    cap = caption_features(flip_caption(caption, bool(f & 1), bool(f & 2)), cfg.caption_dim)
-                    codes.append(self.model.scene(flip_maps(img, f), self._torch.from_numpy(cap[None])))
+                codes = [self.model.scene(flip_maps(img, f), caps[:, f]) for f in range(self.flips)]
             self._last = (key, codes)
         return self._last[1]
 

@@ -34,7 +34,7 @@ def flip_caption(caption: str, horizontal: bool, vertical: bool) -> str:
     return " ".join(words)
 
 
-def _caption_table(captions: Sequence[str], dim: int) -> torch.Tensor:
+def caption_table(captions: Sequence[str], dim: int = 96) -> torch.Tensor:
     """Caption features of every scene under the 4 flip combinations: float ``(M, 4, caption_len)``, index
     ``horizontal + 2 * vertical``."""
     return torch.from_numpy(np.stack([np.stack([caption_features(flip_caption(c, bool(f & 1), bool(f & 2)), dim)
@@ -81,7 +81,7 @@ def predict(model: PRMNet, data: PRMData, batch_size: int = 64, flips: int = 1) 
     per state), averaged over the first ``flips`` (1-4) flips of image, mask and caption (test-time
     augmentation: the flips the PRM was trained with; 4 costs 4 passes and is a little more accurate)."""
     model.eval()
-    caps = _caption_table(data.captions, model.config.caption_dim)
+    caps = caption_table(data.captions, model.config.caption_dim)
     out = np.zeros(len(data), np.float32)
     for start in range(0, len(data.scene_ids), batch_size):
         sc = np.arange(start, min(len(data.scene_ids), start + batch_size))
@@ -145,7 +145,7 @@ def train_prm(train: PRMData, val: PRMData | None = None, *, config: PRMConfig =
 
     Returns:
         The model (eval mode, on CPU) and a history ``{"train_loss": [...], "train_bce": [...] (map loss),
-        "train_mse": [...], "val": [metrics per epoch], "best_epoch": int, "train_mean": float}``.
+        "train_iou": [...], "val": [metrics per epoch], "best_epoch": int, "train_mean": float}``.
     """
     from tqdm.auto import tqdm
 
@@ -156,14 +156,14 @@ def train_prm(train: PRMData, val: PRMData | None = None, *, config: PRMConfig =
     rng = np.random.default_rng(seed)
     model = PRMNet(config).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    caps = _caption_table(train.captions, config.caption_dim)
+    caps = caption_table(train.captions, config.caption_dim)
     by_scene = [[] for _ in train.scene_ids]
     for i, sc in enumerate(train.state_scene):
         by_scene[sc].append(i)
     scenes = np.array([i for i, st in enumerate(by_scene) if st])
     steps = epochs * math.ceil(len(scenes) / batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, steps), pct_start=0.15)
-    history: dict[str, Any] = {"train_loss": [], "train_bce": [], "train_mse": [], "val": [],
+    history: dict[str, Any] = {"train_loss": [], "train_bce": [], "train_iou": [], "val": [],
                                "best_epoch": epochs - 1, "train_mean": float(train.labels.mean())}
     best_mae, best_state = float("inf"), None
     for epoch in tqdm(range(epochs), desc="train PRM", disable=not progress, unit="epoch"):
@@ -189,15 +189,15 @@ def train_prm(train: PRMData, val: PRMData | None = None, *, config: PRMConfig =
             pred = model.iou(code.take(rows), masks.reshape(-1, *masks.shape[2:]))
             bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
             bce = bce + (1 - fuzzy_iou(torch.sigmoid(logits), targets)).mean()  # the map's IoU with the target
-            mse = (torch.nn.functional.mse_loss(pred, y) if iou_loss == "mse"
-                   else torch.nn.functional.smooth_l1_loss(pred, y, beta=0.02))
-            loss = bce + iou_weight * mse
+            iou_err = (torch.nn.functional.mse_loss(pred, y) if iou_loss == "mse"
+                       else torch.nn.functional.smooth_l1_loss(pred, y, beta=0.02))
+            loss = bce + iou_weight * iou_err
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
-            sums += np.array([loss.item(), bce.item(), mse.item()]) * len(sc)
-        for key, v in zip(("train_loss", "train_bce", "train_mse"), sums / len(scenes)):
+            sums += np.array([loss.item(), bce.item(), iou_err.item()]) * len(sc)
+        for key, v in zip(("train_loss", "train_bce", "train_iou"), sums / len(scenes)):
             history[key].append(float(v))
         if val is not None:
             model.cpu()
@@ -207,7 +207,7 @@ def train_prm(train: PRMData, val: PRMData | None = None, *, config: PRMConfig =
                 best_mae, best_state, history["best_epoch"] = m["mae"], copy.deepcopy(model.state_dict()), epoch
             model.to(device)
             line = (f"epoch {epoch + 1}: train loss {history['train_loss'][-1]:.4f} (map "
-                    f"{history['train_bce'][-1]:.4f}, IoU mse {history['train_mse'][-1]:.4f}); selection Pearson "
+                    f"{history['train_bce'][-1]:.4f}, IoU error {history['train_iou'][-1]:.4f}); selection Pearson "
                     f"{m['pearson']:.3f}, MAE {m['mae']:.2f}")
             log.info(line)
             if progress:

@@ -275,6 +275,6 @@ def test_absolute_iou_loss_trains_and_unknown_loss_is_refused():
     data = build_prm_dataset("synthetic:val", range(4), config=CFG, rollout_clicks=0, n_degraded=2, seed=0)
     model, history = train_prm(data, None, config=CFG, epochs=6, batch_size=4, lr=5e-3, augment_data=False,
                                iou_loss="l1")
-    assert history["train_mse"][-1] < history["train_mse"][0]  # the smooth-L1 IoU error falls
+    assert history["train_iou"][-1] < history["train_iou"][0]  # the smooth-L1 IoU error falls
     with pytest.raises(ValueError, match="iou_loss"):
         train_prm(data, None, config=CFG, epochs=1, iou_loss="hinge")

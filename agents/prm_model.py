@@ -5,7 +5,7 @@ Inputs, all at a fixed square ``size`` (64 by default, aspect not kept):
 
 * the **image** (RGB, area-resampled) plus two coordinate channels (x, y in [-1, 1]), so positions and
   relations ("left of") can be read by convolutions;
-* the **caption** (:func:`caption_features`): a hashed bag of words of its *head* (the words before the first
+* the **caption** (:func:`hlmat_env.captions.caption_features`): a hashed bag of words of its *head* (the words before the first
   relation phrase such as "left of", "above", "next to") and of its *tail* (the words after it), plus a one-hot
   of that relation (or "none": then the head is the whole caption). Each token goes to two buckets,
   ``crc32(token) % dim`` and ``crc32("#" + token) % dim``, so two words are confused only if both collide. No
@@ -32,7 +32,6 @@ candidate masks of one state (tree search) costs one trunk pass and one cheap ve
 """
 from __future__ import annotations
 
-import zlib
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
@@ -41,8 +40,11 @@ import numpy as np
 import torch
 from torch import nn
 
-RELATIONS = ("left of", "right of", "above", "below", "next to", "beside", "behind", "in front of", "on top of",
-             "under", "near")
+from hlmat_env.captions import PHRASE_RELATIONS as RELATIONS
+from hlmat_env.captions import caption_features
+
+__all__ = ["RELATIONS", "PRMConfig", "PRMNet", "SceneCode", "caption_features", "fuzzy_iou", "mask_boxes",
+           "resize_image"]
 
 
 @dataclass(frozen=True)
@@ -63,40 +65,6 @@ class PRMConfig:
     def caption_len(self) -> int:
         """Length of :func:`caption_features` vectors."""
         return 2 * self.caption_dim + len(RELATIONS) + 1
-
-
-def _tokens(text: str) -> list[str]:
-    return "".join(ch if ch.isalnum() else " " for ch in str(text).lower()).split()
-
-
-def _bag(tokens: list[str], dim: int) -> np.ndarray:
-    v = np.zeros(dim, np.float32)
-    for t in tokens:
-        v[zlib.crc32(t.encode("utf-8")) % dim] += 1.0
-        v[zlib.crc32(("#" + t).encode("utf-8")) % dim] += 1.0
-    n = float(np.linalg.norm(v))
-    return v / n if n > 0 else v
-
-
-def caption_features(caption: str, dim: int = 96) -> np.ndarray:
-    """Head/tail hashed bags of words and relation one-hot of ``caption`` (see the module docstring).
-
-    Returns:
-        float32 ``(2 * dim + len(RELATIONS) + 1,)``: head bag (L2-normalised), tail bag (L2-normalised, zeros
-        without a relation), one-hot relation (last entry: none). An empty caption gives the "none" one-hot only.
-    """
-    tokens = _tokens(caption)
-    text = " " + " ".join(tokens) + " "
-    found = [(text.find(f" {r} "), i, r) for i, r in enumerate(RELATIONS) if f" {r} " in text]
-    rel = np.zeros(len(RELATIONS) + 1, np.float32)
-    if found:
-        pos, i, r = min(found)
-        head, tail = text[:pos].split(), text[pos + len(r) + 2:].split()
-        rel[i] = 1.0
-    else:
-        head, tail = tokens, []
-        rel[-1] = 1.0
-    return np.concatenate([_bag(head, dim), _bag(tail, dim), rel])
 
 
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:

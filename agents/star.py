@@ -166,7 +166,8 @@ def bc_demos_from_trajectories(trajs: Sequence[Trajectory], cfg: dict, gamma: fl
     import hlmat_env  # noqa: F401
     from agents.ppo.bc import returns_to_go, soft_target
     from hlmat_env.masks import coverage_map
-    from hlmat_env.wrappers import click_to_cell, encode_caption, stack_image_mask
+    from hlmat_env.captions import caption_code
+    from hlmat_env.wrappers import click_to_cell, stack_image_mask
 
     grid, finish, size = int(cfg["grid"]), bool(cfg["finish"]), int(cfg["size"])
     n_actions = 2 * grid**2 + int(finish)
@@ -189,7 +190,7 @@ def bc_demos_from_trajectories(trajs: Sequence[Trajectory], cfg: dict, gamma: fl
             obs, _ = env.reset(options={"index": t.index, "initial_mask": mask})  # the env's own observation
             rows["image"].append(stack_image_mask(obs["image"], obs["mask"], size,
                                                   clicks if cfg["clicks"] else None, mask.shape))
-            rows["caption"].append(encode_caption(obs["caption"]))
+            rows["caption"].append(caption_code(obs["caption"], cfg.get("caption_code", "multihot")))
             rows["target_map"].append(t_map)
             click = t.clicks[k].click if k < len(t.clicks) else None
             label = click_to_cell(click, grid, t.width, t.height, finish)
@@ -247,8 +248,11 @@ def retrain(trajs: Sequence[Trajectory], base_model: str | Path | None, out: str
     model = PPO.load(path, device="cpu")
     if mode == "bc":
         torch.manual_seed(seed)
-        model.policy = model.policy_class(model.observation_space, model.action_space, model.lr_schedule,
-                                          **model.policy_kwargs)
+        fresh = model.policy_class(model.observation_space, model.action_space, model.lr_schedule,
+                                   **model.policy_kwargs)
+        if hasattr(fresh.features_extractor, "trunk"):  # a grounded policy's pretrained trunk is its base
+            fresh.features_extractor.trunk.load_state_dict(model.policy.features_extractor.trunk.state_dict())
+        model.policy = fresh
     lr = lr if lr is not None else (3e-3 if mode == "bc" else 3e-4)
     log.info("%s on %d rows, %d epochs, lr %g", mode, len(demos["action"]), epochs, lr)
     history = behaviour_clone(model.policy, demos, epochs=epochs, lr=lr, seed=seed, progress=progress)

@@ -2,8 +2,9 @@
 
 * :class:`CoarseClicks` - a ``Discrete`` action over a ``grid x grid`` click grid (positive or negative per
   cell, optionally finish) mapped to the env's coordinate bins;
-* :class:`EncodeCaption` - the caption as a fixed-length multi-hot vector (words of the target phrase, words of
-  the anchor phrase after a spatial relation, the relation); :class:`DropCaption` removes it;
+* :class:`EncodeCaption` - the caption as a fixed-length code (:mod:`hlmat_env.captions`: a multi-hot vector
+  of the target phrase's words, the anchor phrase's words and the relation, or hashed bags of every word);
+  :class:`DropCaption` removes it;
 * :class:`StackImageMask` - image, current mask and (optionally) click maps stacked as channels, downscaled.
 
 :func:`sb3_wrap` applies all three. Every wrapper reads only the public, non-privileged views of the env.
@@ -23,10 +24,10 @@ import numpy as np
 from gymnasium import spaces
 
 from hlmat_env.actions import ActionKind, Click, encode_click
-from hlmat_env.datasets.synthetic import COLOURS, SHAPES, SIZES, TEXTURES
+from hlmat_env.captions import RELATIONS, VOCABULARY, caption_features, code_length, encode_caption
 
-RELATIONS = ("left of", "right of", "above", "below")
-VOCABULARY = tuple(COLOURS) + SHAPES + tuple(SIZES) + TEXTURES
+__all__ = ["RELATIONS", "VOCABULARY", "CoarseClicks", "DropCaption", "EncodeCaption", "StackImageMask",
+           "caption_features", "cell_click", "click_to_cell", "encode_caption", "sb3_wrap", "stack_image_mask"]
 
 
 class CoarseClicks(gym.ActionWrapper):
@@ -83,44 +84,28 @@ def click_to_cell(click: Click | None, grid: int, width: int, height: int, finis
 
 
 class EncodeCaption(gym.ObservationWrapper):
-    """Replace the caption text by a float32 multi-hot vector of length ``2 * len(vocabulary) + len(relations)``:
+    """Replace the caption text by a fixed-length float32 code (:mod:`hlmat_env.captions`).
+
+    ``code="multihot"`` (default): a multi-hot vector of length ``2 * len(vocabulary) + len(relations)``:
     words of the target phrase (before the first relation), words of the anchor phrase (after it), and the
     relation one-hot. Unknown words are ignored; matching is case-insensitive. The defaults cover the
     synthetic dataset's descriptions ("the small red disc left of the blue square").
-
-    >>> encode_caption("the red disc left of the blue bar", ("red", "blue", "disc", "bar"), ("left of",))
-    array([1., 0., 1., 0., 0., 1., 0., 1., 1.], dtype=float32)
+    ``code="hashed"``: :func:`hlmat_env.captions.caption_features` (hashed bags of every word, any caption).
     """
 
-    def __init__(self, env: gym.Env, vocabulary: Sequence[str] = VOCABULARY, relations: Sequence[str] = RELATIONS):
+    def __init__(self, env: gym.Env, vocabulary: Sequence[str] = VOCABULARY, relations: Sequence[str] = RELATIONS,
+                 code: str = "multihot"):
         super().__init__(env)
-        self.vocabulary, self.relations = tuple(vocabulary), tuple(relations)
-        n = 2 * len(self.vocabulary) + len(self.relations)
+        self.vocabulary, self.relations, self.code = tuple(vocabulary), tuple(relations), code
+        n = 2 * len(self.vocabulary) + len(self.relations) if code == "multihot" else code_length(code)
         self.observation_space = spaces.Dict({**self.env.observation_space.spaces,
                                               "caption": spaces.Box(0.0, 1.0, (n,), np.float32)})
 
     def observation(self, observation: dict) -> dict:
-        return {**observation, "caption": encode_caption(observation["caption"], self.vocabulary, self.relations)}
-
-
-def encode_caption(text: str, vocabulary: Sequence[str] = VOCABULARY,
-                   relations: Sequence[str] = RELATIONS) -> np.ndarray:
-    """The multi-hot code of :class:`EncodeCaption`, float32 ``(2 * len(vocabulary) + len(relations),)``."""
-    v = len(vocabulary)
-    out = np.zeros(2 * v + len(relations), np.float32)
-    text = " " + " ".join(text.lower().split()) + " "
-    head, tail = text, ""
-    found = [(text.find(f" {r} "), i, r) for i, r in enumerate(relations) if f" {r} " in text]
-    if found:
-        pos, i, r = min(found)
-        head, tail = text[:pos], text[pos + len(r) + 1:]
-        out[2 * v + i] = 1.0
-    index = {w: i for i, w in enumerate(vocabulary)}
-    for offset, part in ((0, head), (v, tail)):
-        for word in part.split():
-            if word in index:
-                out[offset + index[word]] = 1.0
-    return out
+        text = observation["caption"]
+        code = (encode_caption(text, self.vocabulary, self.relations) if self.code == "multihot"
+                else caption_features(text))
+        return {**observation, "caption": code}
 
 
 class DropCaption(gym.ObservationWrapper):
@@ -179,11 +164,11 @@ def stack_image_mask(image: np.ndarray, mask: np.ndarray, size: int, clicks: Seq
 
 
 def sb3_wrap(env: gym.Env, size: int = 64, grid: int = 16, finish: bool = False, clicks: bool = True,
-             caption: bool = True) -> gym.Env:
-    """The SB3-ready stack: :class:`CoarseClicks`, then :class:`EncodeCaption` (or :class:`DropCaption` when
-    ``caption`` is False), then :class:`StackImageMask`. Observation ``Dict(image=uint8 (C, size, size)[,
-    caption=float32 (D,)])``, action ``Discrete(2 * grid**2 [+ 1])``."""
+             caption: bool = True, caption_code: str = "multihot") -> gym.Env:
+    """The SB3-ready stack: :class:`CoarseClicks`, then :class:`EncodeCaption` with ``caption_code`` (or
+    :class:`DropCaption` when ``caption`` is False), then :class:`StackImageMask`.
+    Observation ``Dict(image=uint8 (C, size, size)[, caption=float32 (D,)])``, action ``Discrete(2 * grid**2 [+ 1])``."""
     env = CoarseClicks(env, grid=grid, finish=finish)
-    env = EncodeCaption(env) if caption else DropCaption(env)
+    env = EncodeCaption(env, code=caption_code) if caption else DropCaption(env)
     return StackImageMask(env, size=size, clicks=clicks)
 

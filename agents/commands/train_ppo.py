@@ -38,6 +38,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--learning-rate", type=float, default=1e-4, help="PPO learning rate (default: 1e-4)")
     p.add_argument("--n-steps", type=int, default=128, help="rollout steps per env and update (default: 128)")
     p.add_argument("--width", type=int, default=32, help="policy convolution channels (default: 32)")
+    p.add_argument("--trunk", default=None, metavar="PRM",
+                   help="ground the policy on this PRM checkpoint's trunk (hlmat train-prm; agents/ppo/grounded.py); "
+                        "the caption is then the hashed code")
+    p.add_argument("--train-trunk", action="store_true", help="fine-tune the trunk too (default: frozen)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return p
@@ -55,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
                  init_from=args.init_from, bc_epochs=args.bc_epochs, bc_lr=args.bc_lr, resume=args.resume,
                  progress=not args.no_progress, n_envs=args.n_envs, grid=args.grid, size=args.size,
                  max_clicks=args.max_clicks, finish=not args.no_finish, learning_rate=args.learning_rate,
-                 n_steps=args.n_steps, width=args.width, seed=args.seed)
+                 n_steps=args.n_steps, width=args.width, seed=args.seed,
+                 trunk=args.trunk, train_trunk=args.train_trunk)
     print(f"saved {path} (load it with --agent ppo:{args.out})")
     return 0

@@ -11,7 +11,8 @@ import numpy as np
 from agents.base import Agent, Decision
 from hlmat_env.actions import encode_click
 from hlmat_env.errors import CheckpointError, require
-from hlmat_env.wrappers import cell_click, click_to_cell, encode_caption, stack_image_mask
+from hlmat_env.captions import caption_code
+from hlmat_env.wrappers import cell_click, click_to_cell, stack_image_mask
 
 SHIPPED = "ppo_synthetic.zip"
 
@@ -64,7 +65,7 @@ class PPOAgent(Agent):
         out = {"image": stack_image_mask(obs["image"], obs["mask"], c["size"],
                                          env.clicks if c["clicks"] else None, env.mask.shape)}
         if c["caption"]:
-            out["caption"] = encode_caption(obs["caption"])
+            out["caption"] = caption_code(obs["caption"], c.get("caption_code", "multihot"))
         return out
 
     def probabilities(self, obs: dict, env: Any) -> np.ndarray:

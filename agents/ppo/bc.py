@@ -27,7 +27,8 @@ from tqdm.auto import tqdm
 from agents.settings_record import check_record, write_record
 from hlmat_env.masks import coverage_map
 from hlmat_env.robot_user import clicked_map, error_distances
-from hlmat_env.wrappers import RELATIONS, click_to_cell
+from hlmat_env.captions import mirror_code
+from hlmat_env.wrappers import click_to_cell
 
 log = logging.getLogger(__name__)
 DEMO_FILE = "demos.npz"
@@ -216,24 +217,19 @@ def _record(job: tuple) -> dict[str, np.ndarray]:
 
 
 def flip_batch(batch: dict[str, torch.Tensor], targets: torch.Tensor, grid: int, axis: str,
-               relations: tuple[str, ...] = RELATIONS) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+               caption_code: str = "multihot") -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Mirror a batch of wrapped observations and their grid labels left-right (``axis="x"``) or up-down
-    (``"y"``), swapping the caption's "left of"/"right of" (or "above"/"below") bits, which keeps every
-    description true. ``batch["image"]`` is ``(N, C, S, S)`` (``batch["target_map"]``, ``(N, S, S)``, when
-    present, flips with it), ``targets`` ``(N, 2 * grid**2 [+ 1])``; the
-    caption (when present) is the :func:`hlmat_env.wrappers.encode_caption` code ending with the relations."""
+    (``"y"``), swapping the caption's "left of"/"right of" (or "above"/"below") bits
+    (:func:`hlmat_env.captions.mirror_code`), which keeps every description true. ``batch["image"]`` is
+    ``(N, C, S, S)`` (``batch["target_map"]``, ``(N, S, S)``, when present, flips with it), ``targets``
+    ``(N, 2 * grid**2 [+ 1])``; the caption (when present) is a ``caption_code`` vector."""
     dim = -1 if axis == "x" else -2
     out = {k: batch[k].flip(dim) for k in ("image", "target_map") if k in batch}
     cells = 2 * grid**2
     maps = targets[:, :cells].reshape(-1, 2, grid, grid).flip(dim).reshape(-1, cells)
     targets = torch.cat([maps, targets[:, cells:]], 1)
     if "caption" in batch:
-        pair = ("left of", "right of") if axis == "x" else ("above", "below")
-        cap = batch["caption"].clone()
-        base = cap.shape[1] - len(relations)
-        i, j = base + relations.index(pair[0]), base + relations.index(pair[1])
-        cap[:, [i, j]] = cap[:, [j, i]]
-        out["caption"] = cap
+        out["caption"] = mirror_code(batch["caption"], caption_code, axis)
     return out, targets
 
 
@@ -256,6 +252,7 @@ def behaviour_clone(policy: Any, demos: dict[str, np.ndarray], *, epochs: int = 
     steps = epochs * ((n + batch_size - 1) // batch_size)
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + np.cos(np.pi * min(t, steps) / steps)))
     fe = policy.features_extractor
+    code = getattr(fe, "caption_code", "multihot")
     dense = "target_map" in demos and hasattr(fe, "maps") and target_coef > 0
     keys = [k for k in ("image", "caption") + (("target_map",) if dense else ()) if k in demos]
     tensors = {k: torch.as_tensor(demos[k]) for k in keys}
@@ -274,7 +271,7 @@ def behaviour_clone(policy: Any, demos: dict[str, np.ndarray], *, epochs: int = 
             batch, target = {k: tensors[k][idx] for k in keys}, targets[idx]
             for axis in ("x", "y") if augment else ():
                 if torch.rand((), generator=gen) < 0.5:
-                    batch, target = flip_batch(batch, target, grid, axis)
+                    batch, target = flip_batch(batch, target, grid, axis, code)
             obs = preprocess_obs({k: batch[k] for k in ("image", "caption") if k in batch},
                                  policy.observation_space, normalize_images=policy.normalize_images)
             if dense:

@@ -38,10 +38,31 @@ class PPOConfig:
     gamma: float = 0.9
     gae_lambda: float = 0.9
     seed: int = 0
+    caption_code: str = "multihot"
+    trunk: str | None = None
+    train_trunk: bool = False
+
+    def __post_init__(self) -> None:
+        if self.trunk is not None:
+            self.caption = True
+            self.caption_code = "hashed"  # what the PRM's trunk reads
 
     def wrapper_kwargs(self) -> dict[str, Any]:
         return {"size": self.size, "grid": self.grid, "finish": self.finish, "clicks": self.clicks,
-                "caption": self.caption}
+                "caption": self.caption, "caption_code": self.caption_code}
+
+    def policy_kwargs(self) -> dict[str, Any]:
+        """SB3 ``policy_kwargs`` of :class:`agents.ppo.policy.SpatialPolicy`: the plain
+        :class:`~agents.ppo.policy.ClickNet`, or with ``trunk`` (a PRM checkpoint) the
+        :class:`~agents.ppo.grounded.GroundedClickNet` of that PRM's architecture."""
+        if self.trunk is None:
+            return {"features_extractor_kwargs": {"width": self.width}}
+        from agents.ppo.grounded import GroundedClickNet
+        from agents.prm_train import load_prm_net
+
+        prm = load_prm_net(self.trunk).config.to_dict()
+        return {"features_extractor_class": GroundedClickNet,
+                "features_extractor_kwargs": {"width": self.width, "prm_config": prm, "train_trunk": self.train_trunk}}
 
 
 def demo_settings(dataset: Any, segmenter: Any, cfg: PPOConfig) -> dict[str, Any]:
@@ -127,8 +148,11 @@ def train(dataset: Any = "synthetic:train", segmenter: Any = "default", out: str
         model = PPO(SpatialPolicy, venv, n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
                     learning_rate=cfg.learning_rate, clip_range=cfg.clip_range, target_kl=cfg.target_kl,
                     ent_coef=cfg.ent_coef, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, seed=cfg.seed,
-                    policy_kwargs={"features_extractor_kwargs": {"width": cfg.width}},
-                    device="cpu", verbose=0)
+                    policy_kwargs=cfg.policy_kwargs(), device="cpu", verbose=0)
+        if cfg.trunk is not None:
+            from agents.ppo.grounded import load_trunk
+
+            load_trunk(model.policy, cfg.trunk)
         if init_from is not None:
             from agents.ppo.agent import resolve_model
 

@@ -1,0 +1,127 @@
+"""A click policy grounded on the PRM's trunk: the learned part of clicking is *where the error is*, the
+grounding ("which object does the description name?") comes from a pretrained target map.
+
+Why: grounding is what the plain :class:`agents.ppo.policy.ClickNet` fails at on this CPU budget (its first
+click lands on the wrong object in about a third of the scenes), and the PRM's trunk (:class:`agents.prm_model.PRMNet`,
+trained by ``hlmat train-prm`` with dense target-map labels) already finds the target far better. So
+:class:`GroundedClickNet` runs that trunk on the observation's image and hashed caption code
+(``caption_code="hashed"``), and a small convolutional head reads the predicted target map ``p`` next to the
+current mask ``m`` and the click maps (``p``, ``m``, ``p(1-m)``, ``(1-p)m``, clicks, coordinates) and writes the
+positive and negative click logits over the grid. The finish logit and the value features see the PRM's own
+IoU estimate of the current mask (:meth:`PRMNet.iou`): the PRM serves as the critic's main input, the
+actor-critic sharing its trunk. By default the trunk is frozen (its weights come from the PRM checkpoint and
+stay as they are; behaviour cloning and PPO train the head only); ``train_trunk=True`` fine-tunes it too.
+Nothing sees the target when acting.
+"""
+from __future__ import annotations
+
+import gymnasium as gym
+import torch
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from torch import nn
+from torch.nn import functional as F
+
+from agents.prm_model import PRMConfig, PRMNet
+
+
+class GroundedClickNet(BaseFeaturesExtractor):
+    """Features ``[click logits (2 * grid**2), finish logit (0 or 1), value features (value_dim)]``, like
+    :class:`agents.ppo.policy.ClickNet`.
+
+    Args:
+        observation_space: ``Dict(image=Box uint8 (C, S, S), caption=Box float32 (D,))`` with ``C`` 4 or 6
+            (RGB, mask[, positive and negative clicks]) and the hashed caption code; SB3 scales the image to [0, 1].
+        prm_config: the trunk's :class:`agents.prm_model.PRMConfig` as a dict (its weights are loaded by the
+            caller, :func:`load_trunk`, and then saved with the policy).
+        grid: click grid size; finish: whether the action space ends with a finish action.
+        width: channels of the head; value_dim: size of the value features.
+        train_trunk: let gradients reach the trunk (default: frozen, kept in eval mode).
+    """
+
+    caption_code = "hashed"
+
+    def __init__(self, observation_space: gym.spaces.Dict, prm_config: dict | None = None, grid: int = 32,
+                 finish: bool = True, width: int = 32, value_dim: int = 64, train_trunk: bool = False):
+        self.grid, self.finish, self.value_dim = int(grid), bool(finish), int(value_dim)
+        self.n_logits = 2 * self.grid**2 + int(self.finish)
+        super().__init__(observation_space, self.n_logits + self.value_dim)
+        c, size = observation_space["image"].shape[0], observation_space["image"].shape[-1]
+        if "caption" not in observation_space.spaces:
+            raise ValueError("GroundedClickNet needs the caption (sb3_wrap(..., caption_code='hashed'))")
+        self.trunk = PRMNet(PRMConfig(**(prm_config or {})))
+        if observation_space["caption"].shape[0] != self.trunk.config.caption_len:
+            raise ValueError(f"caption code of length {observation_space['caption'].shape[0]} does not fit the "
+                             f"trunk's {self.trunk.config.caption_len}: wrap with caption_code='hashed'")
+        self.train_trunk = bool(train_trunk)
+        self.trunk.requires_grad_(self.train_trunk)
+        self.size, self.clicks = int(size), c >= 6
+        w = int(width)
+        planes = 6 + 2 * self.clicks  # p, m, p(1-m), (1-p)m, x, y[, positive and negative clicks]
+        self.body = nn.Sequential(
+            nn.Conv2d(planes, w, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(w, w, 3, padding=2, dilation=2), nn.ReLU(),
+            nn.Conv2d(w, w, 3, stride=2, padding=1), nn.ReLU(),      # S/2
+            nn.Conv2d(w, w, 3, padding=2, dilation=2), nn.ReLU(),
+            nn.Conv2d(w, w, 3, padding=4, dilation=4), nn.ReLU())
+        self.head = nn.Conv2d(w, 2, 1)
+        nn.init.normal_(self.head.weight, std=0.01)
+        nn.init.zeros_(self.head.bias)
+        n_stats = 6
+        self.finish_head = nn.Linear(n_stats, 1) if self.finish else None
+        self.value = nn.Linear(w + n_stats, self.value_dim)
+
+    def train(self, mode: bool = True) -> "GroundedClickNet":
+        super().train(mode)
+        if not self.train_trunk:
+            self.trunk.eval()  # a frozen trunk keeps its BatchNorm statistics
+        return self
+
+    def maps(self, observations: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(features, target_logits)``: the :meth:`forward` features and the trunk's target-map logits
+        ``(N, 1, S, S)`` (behaviour cloning's auxiliary loss; it trains the trunk only when ``train_trunk``)."""
+        x = observations["image"]
+        n = len(x)
+        rgb = x[:, :3]
+        if rgb.shape[-1] != self.trunk.config.size:
+            rgb = F.interpolate(rgb, size=self.trunk.config.size, mode="area")
+        with torch.set_grad_enabled(self.train_trunk and torch.is_grad_enabled()):
+            code = self.trunk.scene(rgb * 255.0, observations["caption"])
+            mask = F.adaptive_avg_pool2d(x[:, 3:4], self.trunk.config.size)[:, 0]
+            est = self.trunk.iou(code, mask * 255.0)
+        logits = code.logits[:, None]
+        p = torch.sigmoid(logits)
+        if p.shape[-1] != self.size:
+            p = F.interpolate(p, size=self.size, mode="bilinear", align_corners=False)
+        m = x[:, 3:4]
+        ys = torch.linspace(-1, 1, self.size, device=x.device).view(1, 1, -1, 1).expand(n, 1, -1, self.size)
+        xs = torch.linspace(-1, 1, self.size, device=x.device).view(1, 1, 1, -1).expand(n, 1, self.size, -1)
+        planes = [p, m, p * (1 - m), (1 - p) * m, xs, ys] + ([x[:, 4:6]] if self.clicks else [])
+        h = self.body(torch.cat(planes, 1))
+        clicks = self.head(h)
+        if clicks.shape[-1] != self.grid:
+            clicks = F.adaptive_avg_pool2d(clicks, self.grid)
+        inter, pm, mm = (p * m).mean((1, 2, 3)), p.mean((1, 2, 3)), m.mean((1, 2, 3))
+        stats = torch.stack([est, inter / (pm + mm - inter + 1e-6), inter / (pm + 1e-6), mm, pm,
+                             p.amax((1, 2, 3))], 1)
+        parts = [clicks.flatten(1)]
+        if self.finish_head is not None:
+            parts.append(self.finish_head(stats))
+        value = F.relu(self.value(torch.cat([h.mean((2, 3)), stats], 1)))
+        return torch.cat(parts + [value], 1), logits
+
+    def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.maps(observations)[0]
+
+
+def load_trunk(policy, prm_path) -> None:
+    """Copy the weights of the PRM checkpoint ``prm_path`` (``hlmat train-prm``) into ``policy``'s
+    :class:`GroundedClickNet` trunk (shapes are checked by ``load_state_dict``)."""
+    from agents.prm_train import load_prm_net
+
+    net = load_prm_net(prm_path)
+    fe = policy.features_extractor
+    if not isinstance(fe, GroundedClickNet):
+        raise TypeError(f"the policy's features extractor is {type(fe).__name__}, not GroundedClickNet")
+    if net.config != fe.trunk.config:
+        raise ValueError(f"the PRM {prm_path} has config {net.config}, the policy's trunk {fe.trunk.config}")
+    fe.trunk.load_state_dict(net.state_dict())

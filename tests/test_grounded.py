@@ -1,0 +1,83 @@
+"""The PPO policy grounded on a PRM trunk: weights come from the PRM, stay frozen unless asked, and the saved
+policy loads and acts through the benchmark; the caption codes it reads mirror with the image."""
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("stable_baselines3")
+
+from agents.benchmark import benchmark  # noqa: E402
+from agents.ppo import PPOAgent  # noqa: E402
+from agents.ppo.grounded import GroundedClickNet  # noqa: E402
+from agents.ppo.train import train  # noqa: E402
+from agents.prm_model import PRMConfig, PRMNet  # noqa: E402
+from agents.prm_train import save_prm  # noqa: E402
+from hlmat_env.captions import caption_code, code_length, mirror_code  # noqa: E402
+from hlmat_env.datasets.synthetic import SyntheticDataset  # noqa: E402
+from hlmat_env.wrappers import sb3_wrap  # noqa: E402
+from tests.conftest import DiscSegmenter  # noqa: E402
+
+torch.set_num_threads(1)
+TRAIN = SyntheticDataset("train", size=6)
+VAL = SyntheticDataset("val", size=3)
+SMALL = PRMConfig(size=32, caption_dim=96, width=4, embed=16, crop=8, verifier_width=4)
+
+
+@pytest.mark.parametrize("code", ["multihot", "hashed"])
+def test_mirror_code_swaps_only_the_axis_relations(code):
+    left = caption_code("the red disc left of the blue bar", code)[None]
+    right = caption_code("the red disc right of the blue bar", code)[None]
+    above = caption_code("the red disc above the blue bar", code)[None]
+    assert left.shape == (1, code_length(code))
+    assert np.array_equal(mirror_code(left, code, "x"), right) and np.array_equal(mirror_code(right, code, "x"), left)
+    assert np.array_equal(mirror_code(left, code, "y"), left)  # no vertical relation to swap
+    assert np.array_equal(mirror_code(torch.as_tensor(above), code, "y").numpy(),
+                          caption_code("the red disc below the blue bar", code)[None])
+    with pytest.raises(ValueError, match="caption code"):
+        caption_code("x", "bag")
+
+
+def test_hashed_wrapper_feeds_the_trunk_and_wrong_codes_are_refused():
+    env = sb3_wrap(gym.make("HLMATEnv-v0", dataset=VAL, segmenter=DiscSegmenter()), size=32, grid=8, finish=True,
+                   caption_code="hashed")
+    obs, _ = env.reset(seed=0, options={"index": 0})
+    assert np.array_equal(obs["caption"], caption_code(VAL[0].caption, "hashed"))
+    net = GroundedClickNet(env.observation_space, prm_config=SMALL.to_dict(), grid=8, value_dim=16)
+    x = {"image": torch.rand(2, 6, 32, 32), "caption": torch.as_tensor(np.stack([obs["caption"]] * 2))}
+    features, logits = net.maps(x)
+    assert features.shape == (2, net.features_dim) == (2, 2 * 64 + 1 + 16) and logits.shape == (2, 1, 32, 32)
+    multihot = sb3_wrap(gym.make("HLMATEnv-v0", dataset=VAL, segmenter=DiscSegmenter()), size=32, grid=8)
+    with pytest.raises(ValueError, match="caption_code='hashed'"):
+        GroundedClickNet(multihot.observation_space, prm_config=SMALL.to_dict(), grid=8)
+
+
+def _trunk_state(path):
+    return {k: v.clone() for k, v in PPOAgent(path).model.policy.features_extractor.trunk.state_dict().items()}
+
+
+def test_grounded_policy_trains_its_head_on_a_frozen_prm_trunk(tmp_path):
+    torch.manual_seed(0)
+    prm = PRMNet(SMALL)
+    for p in prm.parameters():  # not the zero/constant initialisation: a copy must be told apart from a fresh net
+        p.data.normal_(0, 0.1)
+    prm_path = save_prm(prm, tmp_path / "prm.pt")
+    kw = dict(timesteps=16, bc_demos=tmp_path / "demos", bc_episodes=3, bc_clicks=2, bc_epochs=2, subproc=False,
+              n_steps=16, batch_size=8, n_epochs=1, max_clicks=3, size=32, grid=8, width=8, progress=False,
+              trunk=str(prm_path))
+    path = train(TRAIN, DiscSegmenter(), tmp_path / "run", **kw)
+    agent = PPOAgent(path)
+    assert agent.cfg["caption_code"] == "hashed" and isinstance(agent.model.policy.features_extractor, GroundedClickNet)
+    trunk = _trunk_state(path)
+    assert all(torch.equal(trunk[k], v) for k, v in prm.state_dict().items())  # BC and PPO left it as loaded
+    untrained = train(TRAIN, DiscSegmenter(), tmp_path / "init", **{**kw, "bc_demos": None, "timesteps": 0})
+    head = {k: PPOAgent(p).model.policy.features_extractor.head.weight for k, p in
+            (("init", untrained), ("bc", tmp_path / "run" / "bc_model.zip"))}
+    assert not torch.allclose(head["init"], head["bc"])  # behaviour cloning trained the head
+    res = benchmark([f"ppo:{path}"], VAL, DiscSegmenter(), max_clicks=3, progress=False)
+    assert res.metrics[f"ppo:{path}"]["invalid_rate"] == 0
+    tuned = train(TRAIN, DiscSegmenter(), tmp_path / "tuned", **{**kw, "train_trunk": True, "timesteps": 0})
+    changed = _trunk_state(tuned)
+    assert any(not torch.equal(changed[k], v) for k, v in prm.state_dict().items())

@@ -23,12 +23,14 @@ features, a few statistics of ``p`` and ``m`` and the crop's place in the image 
 must *find* the target (hard: grounding); the verifier only checks the mask it is shown: do its colour, shape
 and edges fit the words, does it cover the object it sits on. The output is in [0, 1].
 
-Design choice: the PRM is a **standalone** value network, not the value head of the PPO actor-critic. The PPO
-value estimates the *return to go* of a policy (it changes with the policy and the discount), while the PRM
-estimates the IoU of the *current mask*, a policy-independent quantity; a separate network can be trained on
+Design choice: the PRM is a **standalone** value network, not the value head of the plain PPO actor-critic.
+The PPO value estimates the *return to go* of a policy (it changes with the policy and the discount), while the
+PRM estimates the IoU of the *current mask*, a policy-independent quantity; a separate network can be trained on
 states from any source (demonstrations, degraded masks, other policies), reused with any agent (MLLM, BC, PPO)
 and as an annotation-quality filter. Its target map is computed once per image and caption, so scoring many
-candidate masks of one state (tree search) costs one trunk pass and one cheap verifier pass per mask.
+candidate masks of one state (tree search) costs one trunk pass and one cheap verifier pass per mask. The
+*grounded* PPO policy (:mod:`agents.ppo.grounded`) goes the other way: it shares a trained PRM's trunk (frozen)
+and feeds the PRM's IoU estimate to its critic and finish logit.
 """
 from __future__ import annotations
 

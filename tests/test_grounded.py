@@ -81,3 +81,14 @@ def test_grounded_policy_trains_its_head_on_a_frozen_prm_trunk(tmp_path):
     tuned = train(TRAIN, DiscSegmenter(), tmp_path / "tuned", **{**kw, "train_trunk": True, "timesteps": 0})
     changed = _trunk_state(tuned)
     assert any(not torch.equal(changed[k], v) for k, v in prm.state_dict().items())
+
+
+def test_erosion_depth_peaks_at_the_centre_of_a_region():
+    from agents.ppo.grounded import erosion_depth
+
+    r = torch.zeros(1, 1, 16, 16)
+    r[..., 2:11, 3:12] = 1.0  # a 9x9 square: its centre (6, 7) survives the most erosions
+    d = erosion_depth(r, steps=6)[0, 0]
+    assert d.argmax() == 6 * 16 + 7 and d[0, 0] == 0 and d.max() == pytest.approx(5 / 6)
+    full = erosion_depth(torch.ones(1, 1, 8, 8), steps=4)[0, 0]
+    assert full[0, 0] == pytest.approx(0.25) and full[3, 3] == pytest.approx(1.0)  # the border is outside

@@ -6,8 +6,11 @@ click lands on the wrong object in about a third of the scenes), and the PRM's t
 trained by ``hlmat train-prm`` with dense target-map labels) already finds the target far better. So
 :class:`GroundedClickNet` runs that trunk on the observation's image and hashed caption code
 (``caption_code="hashed"``), and a small convolutional head reads the predicted target map ``p`` next to the
-current mask ``m`` and the click maps (``p``, ``m``, ``p(1-m)``, ``(1-p)m``, clicks, coordinates) and writes the
-positive and negative click logits over the grid. The finish logit and the value features see the PRM's own
+current mask ``m``, the image and the click maps and writes the positive and negative click logits over the
+grid. Its input planes include the *depth* of the two soft error regions, ``p(1-m)`` (missed) and ``(1-p)m``
+(extra), i.e. how many erosions a pixel survives (:func:`erosion_depth`): the robot user clicks the deepest
+point of the largest error, so with these planes the head starts close to "the robot user on the predicted
+target" and learns from the demonstrations where to depart from it. The finish logit and the value features see the PRM's own
 IoU estimate of the current mask (:meth:`PRMNet.iou`): the PRM serves as the critic's main input, the
 actor-critic sharing its trunk. By default the trunk is frozen (its weights come from the PRM checkpoint and
 stay as they are; behaviour cloning and PPO train the head only); ``train_trunk=True`` fine-tunes it too.
@@ -22,6 +25,17 @@ from torch import nn
 from torch.nn import functional as F
 
 from agents.prm_model import PRMConfig, PRMNet
+
+
+def erosion_depth(region: torch.Tensor, steps: int = 12) -> torch.Tensor:
+    """Soft distance to the outside of ``region`` (float ``(N, 1, S, S)`` in [0, 1]): the sum of its ``steps``
+    successive 3x3 min-pool erosions, the image border counting as outside (as for the robot user); divided
+    by ``steps`` so it lies in [0, 1]."""
+    depth, x = torch.zeros_like(region), region
+    for _ in range(steps):
+        depth = depth + x
+        x = -F.max_pool2d(-F.pad(x, (1, 1, 1, 1), value=0.0), 3, stride=1)
+    return depth / steps
 
 
 class GroundedClickNet(BaseFeaturesExtractor):
@@ -56,7 +70,7 @@ class GroundedClickNet(BaseFeaturesExtractor):
         self.trunk.requires_grad_(self.train_trunk)
         self.size, self.clicks = int(size), c >= 6
         w = int(width)
-        planes = 6 + 2 * self.clicks  # p, m, p(1-m), (1-p)m, x, y[, positive and negative clicks]
+        planes = 11 + 2 * self.clicks  # RGB, p, m, p(1-m), (1-p)m, their depths, x, y[, clicks]
         self.body = nn.Sequential(
             nn.Conv2d(planes, w, 3, padding=1), nn.ReLU(),
             nn.Conv2d(w, w, 3, padding=2, dilation=2), nn.ReLU(),
@@ -95,7 +109,9 @@ class GroundedClickNet(BaseFeaturesExtractor):
         m = x[:, 3:4]
         ys = torch.linspace(-1, 1, self.size, device=x.device).view(1, 1, -1, 1).expand(n, 1, -1, self.size)
         xs = torch.linspace(-1, 1, self.size, device=x.device).view(1, 1, 1, -1).expand(n, 1, self.size, -1)
-        planes = [p, m, p * (1 - m), (1 - p) * m, xs, ys] + ([x[:, 4:6]] if self.clicks else [])
+        missed, extra = p * (1 - m), (1 - p) * m
+        planes = [x[:, :3], p, m, missed, extra, erosion_depth(missed), erosion_depth(extra), xs, ys]
+        planes += [x[:, 4:6]] if self.clicks else []
         h = self.body(torch.cat(planes, 1))
         clicks = self.head(h)
         if clicks.shape[-1] != self.grid:

@@ -92,3 +92,25 @@ def test_erosion_depth_peaks_at_the_centre_of_a_region():
     assert d.argmax() == 6 * 16 + 7 and d[0, 0] == 0 and d.max() == pytest.approx(5 / 6)
     full = erosion_depth(torch.ones(1, 1, 8, 8), steps=4)[0, 0]
     assert full[0, 0] == pytest.approx(0.25) and full[3, 3] == pytest.approx(1.0)  # the border is outside
+
+
+def test_trunk_flips_average_the_flipped_passes():
+    env = sb3_wrap(gym.make("HLMATEnv-v0", dataset=VAL, segmenter=DiscSegmenter()), size=32, grid=8, finish=True,
+                   caption_code="hashed")
+    torch.manual_seed(1)
+    net = GroundedClickNet(env.observation_space, prm_config=SMALL.to_dict(), grid=8, value_dim=16).eval()
+    for p in net.trunk.parameters():
+        p.data.normal_(0, 0.2)
+    cap = torch.as_tensor(caption_code("the red disc left of the blue bar", "hashed"))[None]
+    x = {"image": torch.rand(1, 6, 32, 32), "caption": cap}
+    one = net(x)
+    net.flips = 4
+    with torch.no_grad():
+        p, est, _ = net.ground(x)
+        mirrored = {"image": x["image"].flip(-1), "caption": mirror_code(cap, "hashed", "x")}
+        p_m, est_m, _ = net.ground(mirrored)
+        assert not torch.allclose(one, net(x))
+    # the mean over the 4 flips is exactly equivariant: a mirrored scene gets the mirrored map, the same estimate
+    assert torch.allclose(p_m, p.flip(-1), atol=1e-5) and torch.allclose(est_m, est, atol=1e-5)
+    with pytest.raises(ValueError, match="flips"):
+        GroundedClickNet(env.observation_space, prm_config=SMALL.to_dict(), grid=8, flips=5)

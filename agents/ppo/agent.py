@@ -47,15 +47,25 @@ class PPOAgent(Agent):
         path: model ``.zip`` or training folder; None loads the shipped baseline (``agents/assets``).
         deterministic: take the most probable action (True) or sample it.
         seed: seed of the sampling generator.
+        trunk_flips: for a policy grounded on a PRM trunk (:class:`agents.ppo.grounded.GroundedClickNet`),
+            average its target map over this many flips (1-4; None keeps the policy's setting, 1 as trained).
     """
 
     name = "ppo"
 
-    def __init__(self, path: str | Path | None = None, deterministic: bool = True, seed: int | None = 0):
+    def __init__(self, path: str | Path | None = None, deterministic: bool = True, seed: int | None = 0,
+                 trunk_flips: int | None = None):
         sb3 = require("stable_baselines3", "rl")
         self.path = resolve_model(path)
         self.cfg = json.loads(self.path.with_suffix(".json").read_text())
         self.model = sb3.PPO.load(self.path, device="cpu")
+        if trunk_flips is not None:
+            fe = self.model.policy.features_extractor
+            if not hasattr(fe, "flips"):
+                raise ValueError(f"trunk_flips: the policy {self.path} has no PRM trunk")
+            if not 1 <= int(trunk_flips) <= 4:
+                raise ValueError(f"trunk_flips must be 1-4, got {trunk_flips}")
+            fe.flips = int(trunk_flips)
         self.deterministic = deterministic
         self.rng = np.random.default_rng(seed)
 

@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from agents.prm_model import PRMConfig, PRMNet
+from hlmat_env.captions import mirror_code
 
 
 def erosion_depth(region: torch.Tensor, steps: int = 12) -> torch.Tensor:
@@ -50,12 +51,16 @@ class GroundedClickNet(BaseFeaturesExtractor):
         grid: click grid size; finish: whether the action space ends with a finish action.
         width: channels of the head; value_dim: size of the value features.
         train_trunk: let gradients reach the trunk (default: frozen, kept in eval mode).
+        flips: the target map and the PRM estimate are averaged over this many flips (1-4) of image and caption
+            (test-time augmentation, as :class:`agents.prm.LearnedPRM` does; 4 costs 4 trunk passes). Not saved
+            as a weight: set ``flips`` on a loaded policy (``PPOAgent(..., trunk_flips=4)``).
     """
 
     caption_code = "hashed"
 
     def __init__(self, observation_space: gym.spaces.Dict, prm_config: dict | None = None, grid: int = 32,
-                 finish: bool = True, width: int = 32, value_dim: int = 64, train_trunk: bool = False):
+                 finish: bool = True, width: int = 32, value_dim: int = 64, train_trunk: bool = False,
+                 flips: int = 1):
         self.grid, self.finish, self.value_dim = int(grid), bool(finish), int(value_dim)
         self.n_logits = 2 * self.grid**2 + int(self.finish)
         super().__init__(observation_space, self.n_logits + self.value_dim)
@@ -66,7 +71,9 @@ class GroundedClickNet(BaseFeaturesExtractor):
         if observation_space["caption"].shape[0] != self.trunk.config.caption_len:
             raise ValueError(f"caption code of length {observation_space['caption'].shape[0]} does not fit the "
                              f"trunk's {self.trunk.config.caption_len}: wrap with caption_code='hashed'")
-        self.train_trunk = bool(train_trunk)
+        if not 1 <= int(flips) <= 4:
+            raise ValueError(f"flips must be 1-4, got {flips}")
+        self.train_trunk, self.flips = bool(train_trunk), int(flips)
         self.trunk.requires_grad_(self.train_trunk)
         self.size, self.clicks = int(size), c >= 6
         w = int(width)
@@ -90,20 +97,35 @@ class GroundedClickNet(BaseFeaturesExtractor):
             self.trunk.eval()  # a frozen trunk keeps its BatchNorm statistics
         return self
 
+    def ground(self, observations: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(p, est, logits)``: the target map in [0, 1] ``(N, 1, T, T)`` (mean over ``flips``), the PRM's IoU
+        estimate of the current mask ``(N,)`` and the unflipped pass's map logits ``(N, 1, T, T)``, at the
+        trunk's size ``T``."""
+        x = observations["image"]
+        rgb = x[:, :3]
+        if rgb.shape[-1] != self.trunk.config.size:
+            rgb = F.interpolate(rgb, size=self.trunk.config.size, mode="area")
+        mask = F.adaptive_avg_pool2d(x[:, 3:4], self.trunk.config.size)[:, 0]
+        with torch.set_grad_enabled(self.train_trunk and torch.is_grad_enabled()):
+            probs, ests = [], []
+            for f in range(self.flips):  # bit 0: left-right, bit 1: up-down (agents.prm_train.flip_maps)
+                dims = [d for bit, d in ((1, -1), (2, -2)) if f & bit]
+                cap = observations["caption"]
+                for bit, axis in ((1, "x"), (2, "y")):
+                    cap = mirror_code(cap, "hashed", axis) if f & bit else cap
+                code = self.trunk.scene((rgb.flip(dims) if dims else rgb) * 255.0, cap)
+                probs.append(torch.sigmoid(code.logits.flip(dims) if dims else code.logits))
+                ests.append(self.trunk.iou(code, (mask.flip(dims) if dims else mask) * 255.0))
+                if f == 0:
+                    logits = code.logits[:, None]
+        return torch.stack(probs).mean(0)[:, None], torch.stack(ests).mean(0), logits
+
     def maps(self, observations: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(features, target_logits)``: the :meth:`forward` features and the trunk's target-map logits
         ``(N, 1, S, S)`` (behaviour cloning's auxiliary loss; it trains the trunk only when ``train_trunk``)."""
         x = observations["image"]
         n = len(x)
-        rgb = x[:, :3]
-        if rgb.shape[-1] != self.trunk.config.size:
-            rgb = F.interpolate(rgb, size=self.trunk.config.size, mode="area")
-        with torch.set_grad_enabled(self.train_trunk and torch.is_grad_enabled()):
-            code = self.trunk.scene(rgb * 255.0, observations["caption"])
-            mask = F.adaptive_avg_pool2d(x[:, 3:4], self.trunk.config.size)[:, 0]
-            est = self.trunk.iou(code, mask * 255.0)
-        logits = code.logits[:, None]
-        p = torch.sigmoid(logits)
+        p, est, logits = self.ground(observations)
         if p.shape[-1] != self.size:
             p = F.interpolate(p, size=self.size, mode="bilinear", align_corners=False)
         m = x[:, 3:4]

@@ -165,6 +165,17 @@ def test_shipped_model_loads():
     assert isinstance(make_agent("ppo"), PPOAgent)
 
 
+def test_shipped_grounded_model_loads_and_acts_with_four_flips():
+    agent = make_agent("ppo:grounded")
+    assert resolve_model("grounded").name == "ppo_grounded.zip" and agent.model.policy.features_extractor.flips == 4
+    env = gym.make("HLMATEnv-v0", dataset=VAL, segmenter=DiscSegmenter(), max_clicks=2)
+    obs, _ = env.reset(seed=0, options={"index": 0})
+    agent.reset(env.unwrapped)
+    assert agent.act(obs, env.unwrapped).valid
+    with pytest.raises(ValueError, match="no PRM trunk"):
+        PPOAgent(None, trunk_flips=2)
+
+
 @pytest.mark.slow
 def test_bc_fits_through_the_inference_path():
     """BC must train the very path PPOAgent acts with (SB3 scales the image once); without the caption only the

@@ -41,6 +41,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--trunk", default=None, metavar="PRM",
                    help="ground the policy on this PRM checkpoint's trunk (hlmat train-prm; agents/ppo/grounded.py); "
                         "the caption is then the hashed code")
+    p.add_argument("--trunk-flips", type=int, default=None, metavar="K",
+                   help="the saved policy averages the trunk's map over K flips (1-4) when it acts (training: 1)")
     p.add_argument("--train-trunk", action="store_true", help="fine-tune the trunk too (default: frozen)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -60,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
                  progress=not args.no_progress, n_envs=args.n_envs, grid=args.grid, size=args.size,
                  max_clicks=args.max_clicks, finish=not args.no_finish, learning_rate=args.learning_rate,
                  n_steps=args.n_steps, width=args.width, seed=args.seed,
-                 trunk=args.trunk, train_trunk=args.train_trunk)
+                 trunk=args.trunk, train_trunk=args.train_trunk,
+                 trunk_flips=args.trunk_flips)
     print(f"saved {path} (load it with --agent ppo:{args.out})")
     return 0

@@ -15,16 +15,18 @@ from hlmat_env.captions import caption_code
 from hlmat_env.wrappers import cell_click, click_to_cell, stack_image_mask
 
 SHIPPED = "ppo_synthetic.zip"
+SHIPPED_NAMES = {"grounded": "ppo_grounded.zip"}  # ppo:grounded, the policy on the PRM's trunk
 
 
 def resolve_model(path: str | Path | None) -> Path:
-    """The ``.zip`` of a model: ``path`` itself, ``path/model.zip`` for a folder, the shipped model for None.
+    """The ``.zip`` of a model: ``path`` itself, ``path/model.zip`` for a folder, the shipped model for None,
+    the shipped grounded model for ``"grounded"`` (unless a file or folder of that name exists).
 
     Raises:
         CheckpointError: no such model, or its ``.json`` settings are missing.
     """
-    if path is None:
-        p = Path(str(resources.files("agents") / "assets" / SHIPPED))
+    if path is None or (str(path) in SHIPPED_NAMES and not Path(path).exists()):
+        p = Path(str(resources.files("agents") / "assets" / SHIPPED_NAMES.get(str(path), SHIPPED)))
     else:
         p = Path(path)
         p = p / "model.zip" if p.is_dir() else p.with_suffix(".zip")
@@ -48,7 +50,7 @@ class PPOAgent(Agent):
         deterministic: take the most probable action (True) or sample it.
         seed: seed of the sampling generator.
         trunk_flips: for a policy grounded on a PRM trunk (:class:`agents.ppo.grounded.GroundedClickNet`),
-            average its target map over this many flips (1-4; None keeps the policy's setting, 1 as trained).
+            average its target map over this many flips (1-4; None: the saved ``trunk_flips`` setting).
     """
 
     name = "ppo"
@@ -59,6 +61,7 @@ class PPOAgent(Agent):
         self.path = resolve_model(path)
         self.cfg = json.loads(self.path.with_suffix(".json").read_text())
         self.model = sb3.PPO.load(self.path, device="cpu")
+        trunk_flips = trunk_flips if trunk_flips is not None else self.cfg.get("trunk_flips")
         if trunk_flips is not None:
             fe = self.model.policy.features_extractor
             if not hasattr(fe, "flips"):

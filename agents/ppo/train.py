@@ -41,6 +41,7 @@ class PPOConfig:
     caption_code: str = "multihot"
     trunk: str | None = None
     train_trunk: bool = False
+    trunk_flips: int | None = None  # flips of the trunk's map when the saved policy acts (training: one pass)
 
     def __post_init__(self) -> None:
         if self.trunk is not None:

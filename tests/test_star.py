@@ -112,3 +112,24 @@ def test_retrain_modes(disc_segmenter, tmp_path):
     ref = model.policy.state_dict()
     assert all(torch.equal(weights["finetune"][k], v) for k, v in ref.items())
     assert not all(torch.equal(weights["bc"][k], v) for k, v in ref.items())
+
+
+def test_star_command_reads_bc_demos_from_a_folder_and_refuses_another_wrapper(tmp_path):
+    import json
+
+    from agents.commands.star import _load_bc_demos
+    from agents.ppo.agent import resolve_model
+
+    folder = tmp_path / "demos"
+    folder.mkdir()
+    np.savez(folder / "demos.npz", action=np.zeros(2, np.int64))
+    assert _load_bc_demos(folder, None)["action"].shape == (2,)  # no record: taken as it is
+    shipped = json.loads(resolve_model(None).with_suffix(".json").read_text())
+    wrapper = {k: shipped[k] for k in ("size", "grid", "finish", "clicks", "caption")}
+    (folder / "demos.json").write_text(json.dumps({"wrapper": {**wrapper, "caption_code": "multihot"}}))
+    assert len(_load_bc_demos(folder / "demos.npz", None)["action"]) == 2
+    (folder / "demos.json").write_text(json.dumps({"wrapper": {**wrapper, "caption_code": "hashed"}}))
+    with pytest.raises(SystemExit, match="caption_code"):
+        _load_bc_demos(folder, None)
+    with pytest.raises(SystemExit, match="no demonstrations file"):
+        _load_bc_demos(tmp_path / "missing.npz", None)

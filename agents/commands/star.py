@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 
@@ -31,8 +32,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--bc-lr", type=float, default=None,
                    help="peak learning rate (default: 3e-3 for bc, 3e-4 for finetune)")
     p.add_argument("--bc-demos", default=None,
-                   help="extra demonstrations in train-ppo's demos.npz format (e.g. the policy's own training "
-                        "set) added to the union for retraining")
+                   help="extra demonstrations in train-ppo's demos.npz format, the file or its folder (e.g. the "
+                        "policy's own training set), added to the union for retraining")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(coords=None)  # agent_kwargs_from_args reads benchmark's --coords shortcut too
     return p
@@ -72,10 +73,34 @@ def run(args: argparse.Namespace) -> int:
     if args.retrain != "none":
         extra = None
         if args.bc_demos:
-            with np.load(args.bc_demos) as z:
-                extra = dict(z)
+            extra = _load_bc_demos(Path(args.bc_demos), path)
         model = retrain(original + trajs, path or None, out, mode=args.retrain, epochs=args.bc_epochs,
                         lr=args.bc_lr, max_clicks=args.max_clicks, extra=extra, seed=args.seed,
                         progress=not args.no_progress)
         print(f"retrained ({args.retrain}) on the union: {model}")
     return 0
+
+
+def _load_bc_demos(path: Path, model: str | None) -> dict:
+    """``demos.npz`` (``path`` or ``path/demos.npz``), refused when its record's observation wrapper differs
+    from the policy's (another caption code or size would not fit the network)."""
+    import json
+
+    import numpy as np
+
+    from agents.ppo.agent import resolve_model
+    from agents.ppo.bc import DEMO_FILE
+    from agents.ppo.train import PPOConfig
+
+    path = path / DEMO_FILE if path.is_dir() else path
+    if not path.is_file():
+        raise SystemExit(f"--bc-demos: no demonstrations file {path}")
+    record = path.with_suffix(".json")
+    if record.is_file():
+        wrapper = json.loads(record.read_text()).get("wrapper")
+        cfg = PPOConfig(**json.loads(resolve_model(model).with_suffix(".json").read_text()))
+        if wrapper is not None and {**cfg.wrapper_kwargs(), **wrapper} != cfg.wrapper_kwargs():
+            raise SystemExit(f"--bc-demos {path} were recorded with the wrapper {wrapper}, the policy uses "
+                             f"{cfg.wrapper_kwargs()}")
+    with np.load(path) as z:
+        return dict(z)

@@ -81,6 +81,8 @@ def test_grounded_policy_trains_its_head_on_a_frozen_prm_trunk(tmp_path):
     tuned = train(TRAIN, DiscSegmenter(), tmp_path / "tuned", **{**kw, "train_trunk": True, "timesteps": 0})
     changed = _trunk_state(tuned)
     assert any(not torch.equal(changed[k], v) for k, v in prm.state_dict().items())
+    loaded = PPOAgent(tuned).model.policy  # acts in eval mode: the tuned trunk's BatchNorm uses its running stats
+    assert not loaded.training and not loaded.features_extractor.trunk.training
 
 
 def test_erosion_depth_peaks_at_the_centre_of_a_region():

@@ -61,6 +61,7 @@ class PPOAgent(Agent):
         self.path = resolve_model(path)
         self.cfg = json.loads(self.path.with_suffix(".json").read_text())
         self.model = sb3.PPO.load(self.path, device="cpu")
+        self.model.policy.set_training_mode(False)  # a loaded policy is in training mode (BatchNorm, dropout)
         trunk_flips = trunk_flips if trunk_flips is not None else self.cfg.get("trunk_flips")
         if trunk_flips is not None:
             fe = self.model.policy.features_extractor

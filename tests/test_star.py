@@ -129,7 +129,9 @@ def test_star_command_reads_bc_demos_from_a_folder_and_refuses_another_wrapper(t
     (folder / "demos.json").write_text(json.dumps({"wrapper": {**wrapper, "caption_code": "multihot"}}))
     assert len(_load_bc_demos(folder / "demos.npz", None)["action"]) == 2
     (folder / "demos.json").write_text(json.dumps({"wrapper": {**wrapper, "caption_code": "hashed"}}))
-    with pytest.raises(SystemExit, match="caption_code"):
+    from hlmat_env.errors import HLMATError
+
+    with pytest.raises(HLMATError, match="caption_code"):
         _load_bc_demos(folder, None)
     with pytest.raises(SystemExit, match="no demonstrations file"):
         _load_bc_demos(tmp_path / "missing.npz", None)

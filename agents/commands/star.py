@@ -91,16 +91,14 @@ def _load_bc_demos(path: Path, model: str | None) -> dict:
     from agents.ppo.agent import resolve_model
     from agents.ppo.bc import DEMO_FILE
     from agents.ppo.train import PPOConfig
+    from agents.settings_record import check_record
 
     path = path / DEMO_FILE if path.is_dir() else path
     if not path.is_file():
         raise SystemExit(f"--bc-demos: no demonstrations file {path}")
     record = path.with_suffix(".json")
-    if record.is_file():
-        wrapper = json.loads(record.read_text()).get("wrapper")
+    if record.is_file():  # the same check as train-ppo's reuse of a demos folder
         cfg = PPOConfig(**json.loads(resolve_model(model).with_suffix(".json").read_text()))
-        if wrapper is not None and {**cfg.wrapper_kwargs(), **wrapper} != cfg.wrapper_kwargs():
-            raise SystemExit(f"--bc-demos {path} were recorded with the wrapper {wrapper}, the policy uses "
-                             f"{cfg.wrapper_kwargs()}")
+        check_record(record, {"wrapper": cfg.wrapper_kwargs()}, f"--bc-demos {path}", keys=("wrapper",))
     with np.load(path) as z:
         return dict(z)

@@ -67,9 +67,7 @@ class PPOAgent(Agent):
             fe = self.model.policy.features_extractor
             if not hasattr(fe, "flips"):
                 raise ValueError(f"trunk_flips: the policy {self.path} has no PRM trunk")
-            if not 1 <= int(trunk_flips) <= 4:
-                raise ValueError(f"trunk_flips must be 1-4, got {trunk_flips}")
-            fe.flips = int(trunk_flips)
+            fe.flips = trunk_flips  # validated by GroundedClickNet
         self.deterministic = deterministic
         self.rng = np.random.default_rng(seed)
 

@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from agents.prm_model import PRMConfig, PRMNet
+from agents.prm_train import flip_maps
 from hlmat_env.captions import mirror_code
 
 
@@ -71,9 +72,7 @@ class GroundedClickNet(BaseFeaturesExtractor):
         if observation_space["caption"].shape[0] != self.trunk.config.caption_len:
             raise ValueError(f"caption code of length {observation_space['caption'].shape[0]} does not fit the "
                              f"trunk's {self.trunk.config.caption_len}: wrap with caption_code='hashed'")
-        if not 1 <= int(flips) <= 4:
-            raise ValueError(f"flips must be 1-4, got {flips}")
-        self.train_trunk, self.flips = bool(train_trunk), int(flips)
+        self.train_trunk, self.flips = bool(train_trunk), flips
         self.trunk.requires_grad_(self.train_trunk)
         self.size, self.clicks = int(size), c >= 6
         w = int(width)
@@ -90,6 +89,17 @@ class GroundedClickNet(BaseFeaturesExtractor):
         n_stats = 6
         self.finish_head = nn.Linear(n_stats, 1) if self.finish else None
         self.value = nn.Linear(w + n_stats, self.value_dim)
+
+    @property
+    def flips(self) -> int:
+        """Flips (1-4) the target map and the PRM estimate are averaged over."""
+        return self._flips
+
+    @flips.setter
+    def flips(self, k: int) -> None:
+        if not 1 <= int(k) <= 4:
+            raise ValueError(f"flips must be 1-4, got {k}")
+        self._flips = int(k)
 
     def train(self, mode: bool = True) -> "GroundedClickNet":
         super().train(mode)
@@ -109,13 +119,12 @@ class GroundedClickNet(BaseFeaturesExtractor):
         with torch.set_grad_enabled(self.train_trunk and torch.is_grad_enabled()):
             probs, ests = [], []
             for f in range(self.flips):  # bit 0: left-right, bit 1: up-down (agents.prm_train.flip_maps)
-                dims = [d for bit, d in ((1, -1), (2, -2)) if f & bit]
                 cap = observations["caption"]
                 for bit, axis in ((1, "x"), (2, "y")):
                     cap = mirror_code(cap, "hashed", axis) if f & bit else cap
-                code = self.trunk.scene((rgb.flip(dims) if dims else rgb) * 255.0, cap)
-                probs.append(torch.sigmoid(code.logits.flip(dims) if dims else code.logits))
-                ests.append(self.trunk.iou(code, (mask.flip(dims) if dims else mask) * 255.0))
+                code = self.trunk.scene(flip_maps(rgb, f) * 255.0, cap)
+                probs.append(torch.sigmoid(flip_maps(code.logits, f)))
+                ests.append(self.trunk.iou(code, flip_maps(mask, f) * 255.0))
                 if f == 0:
                     logits = code.logits[:, None]
         return torch.stack(probs).mean(0)[:, None], torch.stack(ests).mean(0), logits

@@ -1,0 +1,85 @@
+"""Can a from-scratch tiny VLM read *where* something is? A probe of the MLLM section's failure.
+
+Trains the same tiny LLaVA that the README's SFT uses (``hlmat tiny-vlm --arch llava --hidden 128 --layers 4
+--image-tokens 64``) through ``agents.sft.SFTCollator`` (answer-token loss) on a toy task, and prints the
+held-out answer loss with the real image next to the loss with a blank image. When the two are equal the model
+ignores the image.
+
+* ``--task colour``: the answer (one of two fixed clicks) follows the background colour, a global property.
+* ``--task position``: the answer is the centre of one green 30x30 square on a plain grey background.
+
+    python examples/tiny_vlm_probe.py --task position --steps 1000
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from agents.mllm import load_vlm
+from agents.sft import SFTCollator, SFTSample
+from agents.tiny_vlm import TinySize, build_tiny_vlm
+
+HELD_OUT = 64
+
+
+def make_samples(task: str, n: int, folder: Path, rng: np.random.Generator) -> list[SFTSample]:
+    samples = []
+    for k in range(n):
+        image = np.full((120, 160, 3), 90, np.uint8)
+        if task == "colour":
+            red = k % 2 == 1
+            image[:] = (200, 40, 40) if red else (40, 40, 200)
+            answer = "Positive point: (900, 900)" if red else "Positive point: (100, 100)"
+        else:
+            x, y = int(rng.integers(20, 140)), int(rng.integers(20, 100))
+            image[y - 15:y + 15, x - 15:x + 15] = (40, 200, 40)
+            answer = f"Positive point: ({int(x / 160 * 1000)}, {int(y / 120 * 1000)})"
+        path = folder / f"{k:05d}.png"
+        Image.fromarray(image).save(path)
+        samples.append(SFTSample(path, "Please click. The object description is as follows: the square", answer))
+    return samples
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--task", choices=("colour", "position"), default="position")
+    p.add_argument("--samples", type=int, default=4000, help="samples; the last 64 are held out")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--eval-every", type=int, default=100)
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        size = TinySize(hidden=128, layers=4, image_tokens=64)  # the README's SFT model
+        model, processor = load_vlm(build_tiny_vlm(tmp / "model", "llava", size=size), dtype="float32")
+        collator = SFTCollator(processor)
+        (tmp / "images").mkdir()
+        items = [collator.encode(s) for s in make_samples(args.task, args.samples, tmp / "images", rng)]
+    train, held = items[:-HELD_OUT], collator(items[-HELD_OUT:])
+    blank = dict(held, pixel_values=torch.zeros_like(held["pixel_values"]))
+    opt = torch.optim.AdamW(model.parameters(), args.lr, weight_decay=0.0)
+    model.train()
+    for step in range(1, args.steps + 1):
+        batch = collator([train[i] for i in rng.integers(0, len(train), args.batch_size)])
+        model(**batch).loss.backward()
+        opt.step()
+        opt.zero_grad()
+        if step % args.eval_every == 0:
+            model.eval()
+            with torch.no_grad():
+                real, none = float(model(**held).loss), float(model(**blank).loss)
+            model.train()
+            print(f"step {step}: held-out answer loss {real:.3f}, with a blank image {none:.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -5,8 +5,10 @@ Reads either export format: TRL (``train.jsonl``, conversational prompt/completi
 text; the loss covers the answer tokens only (the end-of-turn tokens included): labels are -100 over the whole
 prompt, whose length is counted *after* the processor expands the image placeholder into image tokens. Nothing
 is truncated (a too-long sample is dropped and counted, so image tokens are never cut). Training uses
-transformers' ``Trainer`` (cosine schedule after a 5% warm-up; each sample is encoded once and kept; checkpoints every ``save_steps``, ``resume=True`` continues from the last one); the
-final model, processor and ``hlmat.json`` (the codec) are saved in ``out``.
+transformers' ``Trainer`` (cosine schedule after a 5% warm-up; each sample is encoded once and kept). Every
+``save_steps`` it writes ``out/checkpoints/checkpoint-N``, which loads as an agent as it is (processor and
+``hlmat.json`` beside the weights); ``resume=True`` continues from the last one. The final model, processor and
+``hlmat.json`` (the codec) are saved in ``out``.
 """
 from __future__ import annotations
 
@@ -179,14 +181,35 @@ def sft(data: str | Path, model_path: str | Path, out: str | Path, *, coords: st
         report_to=[], remove_unused_columns=False, dataloader_num_workers=0, seed=seed,
         use_cpu=device == "cpu", disable_tqdm=True,
     )
-    trainer = Trainer(model=model, args=args, train_dataset=_EncodedDataset(samples, collator), data_collator=collator)
+    settings = {"coords": coords, "base_model": str(model_path), "samples": len(samples)}
+    trainer = Trainer(model=model, args=args, train_dataset=_EncodedDataset(samples, collator), data_collator=collator,
+                      callbacks=[_loadable_checkpoints(processor, settings)])
     has_ckpt = ckpt_dir.is_dir() and any(ckpt_dir.glob("checkpoint-*"))
     trainer.train(resume_from_checkpoint=True if resume and has_ckpt else None)
     trainer.save_model(str(out))
-    processor.save_pretrained(out)
-    (out / SETTINGS_FILE).write_text(json.dumps({"coords": coords, "base_model": str(model_path),
-                                                 "samples": len(samples)}, indent=2) + "\n")
+    _complete_folder(out, processor, settings)
     return out
+
+
+def _complete_folder(folder: Path, processor: Any, settings: dict[str, Any]) -> None:
+    """Make a saved model folder loadable by ``mllm:FOLDER``: the processor and the codec next to the weights."""
+    processor.save_pretrained(folder)
+    (folder / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+
+
+def _loadable_checkpoints(processor: Any, settings: dict[str, Any]):
+    from transformers import TrainerCallback
+
+    class LoadableCheckpoints(TrainerCallback):
+        """Each ``checkpoint-N`` also gets the processor and ``hlmat.json``, so that an intermediate checkpoint
+        can be benchmarked as it is (``mllm:OUT/checkpoints/checkpoint-N``)."""
+
+        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if folder.is_dir():
+                _complete_folder(folder, processor, settings)
+
+    return LoadableCheckpoints()
 
 
 class _EncodedDataset:

@@ -82,7 +82,11 @@ def test_end_to_end_sft_beats_random(tiny, tmp_path):
     n = export_trl(demonstrations(scenes, max_clicks=1), data, coords=CODEC)
     out = tmp_path / "sft"
     sft(data, tiny, out, coords=CODEC, epochs=10, batch_size=n, lr=5e-3, save_steps=10)
-    assert sorted(p.name for p in (out / "checkpoints").glob("checkpoint-*"))
+    checkpoints = sorted((out / "checkpoints").glob("checkpoint-*"))
+    assert checkpoints
+    # an intermediate checkpoint loads as an agent as it is: processor and codec saved beside its weights
+    assert json.loads((checkpoints[-1] / "hlmat.json").read_text())["coords"] == CODEC
+    assert make_agent(f"mllm:{checkpoints[-1]}").codec.name == CODEC
     sft(data, tiny, out, coords=CODEC, epochs=80, batch_size=n, lr=5e-3, save_steps=10**6, resume=True)
     assert json.loads((out / "hlmat.json").read_text())["coords"] == CODEC
 

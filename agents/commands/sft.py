@@ -8,8 +8,9 @@ from typing import Any
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "sft", help="fine-tune a vision-language model on exported demonstrations (trl or llamafactory)",
-        description="Loss on the answer tokens only; nothing truncated; checkpoints in OUT/checkpoints; the "
-                    "final model, processor and hlmat.json (the codec) in OUT.")
+        description="Loss on the answer tokens only; nothing truncated; checkpoints in OUT/checkpoints (each "
+                    "loads as mllm:OUT/checkpoints/checkpoint-N); the final model, processor and hlmat.json "
+                    "(the codec) in OUT.")
     p.add_argument("--data", required=True, help="export folder (hlmat export --format trl|llamafactory)")
     p.add_argument("--model", required=True, help="local model folder to start from")
     p.add_argument("--out", required=True, help="output folder")

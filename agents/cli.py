@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "bench-sam": "bench_sam",
     "bench-segmenters": "bench_segmenters",
     "train-prm": "train_prm",
+    "eval-prm": "eval_prm",
     "score-masks": "score_masks",
     "star": "star",
     "compare": "compare",

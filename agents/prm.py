@@ -1,7 +1,8 @@
 """Process reward models behind one scorer interface: ``score(image, mask, caption) -> float`` (IoU estimate in
 [0, 1]) and ``score_batch``. Both the learned value head (:class:`LearnedPRM`) and the MLLM's own estimate
-(:class:`MLLMPRM`, the ``Current IOU: NN`` prefix) implement it, so the stop signal and tree search accept
-either. :func:`load_prm` builds one from a spec.
+(:class:`MLLMPRM`, the ``Current IOU: NN`` prefix) implement it, as does the mean of several
+(:class:`EnsemblePRM`), so the stop signal and tree search accept any of them. :func:`load_prm` builds one
+from a spec.
 """
 from __future__ import annotations
 
@@ -87,6 +88,27 @@ class LearnedPRM:
         return out
 
 
+class EnsemblePRM:
+    """The mean estimate of several PRMs (e.g. ``train-prm`` runs with different ``--train-seed``): averaging
+    independently trained value heads evens out the run-to-run spread of one training recipe.
+
+    Args:
+        members: the PRMs to average (at least one).
+    """
+
+    def __init__(self, members: Sequence[PRM]):
+        if not members:
+            raise ValueError("an ensemble PRM needs at least one member")
+        self.members = list(members)
+
+    def score(self, image: np.ndarray, mask: np.ndarray, caption: str = "") -> float:
+        return self.score_batch(image, [mask], caption)[0]
+
+    def score_batch(self, image: np.ndarray, masks: Sequence[np.ndarray], caption: str = "") -> list[float]:
+        scores = np.mean([m.score_batch(image, masks, caption) for m in self.members], axis=0)
+        return [float(v) for v in scores]
+
+
 class MLLMPRM:
     """The MLLM's own PRM: asks the agent for its next answer on the state and reads the ``Current IOU: NN``
     prefix (:meth:`hlmat_env.codecs.Codec.parse`). A state whose answer has no estimate scores 0.
@@ -130,8 +152,9 @@ class MLLMPRM:
 
 
 def load_prm(spec: str | PRM, agent: Any = None) -> PRM:
-    """A PRM from a spec: a checkpoint path (:class:`LearnedPRM`) or ``"mllm"`` (:class:`MLLMPRM` around
-    ``agent``, which must be given). A PRM object is returned as is.
+    """A PRM from a spec: a checkpoint path (:class:`LearnedPRM`), comma-separated checkpoint paths (their
+    :class:`EnsemblePRM`) or ``"mllm"`` (:class:`MLLMPRM` around ``agent``, which must be given). A PRM object
+    is returned as is.
     """
     if not isinstance(spec, str):
         return spec
@@ -139,4 +162,5 @@ def load_prm(spec: str | PRM, agent: Any = None) -> PRM:
         if agent is None:
             raise ValueError("the 'mllm' PRM reads an MLLM agent's 'Current IOU' estimate; pass agent=")
         return MLLMPRM(agent, codec=getattr(agent, "codec", "qwen2"))
-    return LearnedPRM(spec)
+    paths = [p for p in spec.split(",") if p]
+    return LearnedPRM(paths[0]) if len(paths) == 1 else EnsemblePRM([LearnedPRM(p) for p in paths])

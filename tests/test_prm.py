@@ -278,3 +278,44 @@ def test_absolute_iou_loss_trains_and_unknown_loss_is_refused():
     assert history["train_iou"][-1] < history["train_iou"][0]  # the smooth-L1 IoU error falls
     with pytest.raises(ValueError, match="iou_loss"):
         train_prm(data, None, config=CFG, epochs=1, iou_loss="hinge")
+
+
+def test_ensemble_prm_is_the_mean_of_its_members(tmp_path):
+    import torch
+
+    from agents.prm import EnsemblePRM, load_prm
+
+    a = _checkpoint(tmp_path)
+    torch.manual_seed(1)
+    b = save_prm(PRMNet(CFG).eval(), tmp_path / "prm_b" / "prm.pt")
+    s = make_dataset("synthetic:val")[0]
+    masks = [s.target > 0, np.zeros_like(s.target, bool), s.target <= 0]
+    ens = load_prm(f"{a},{b}")
+    assert isinstance(ens, EnsemblePRM) and isinstance(load_prm(str(a)), LearnedPRM)
+    one, two = LearnedPRM(a).score_batch(s.image, masks, s.caption), LearnedPRM(b).score_batch(s.image, masks, s.caption)
+    assert one != two  # two different heads, so the mean is a real average
+    assert ens.score_batch(s.image, masks, s.caption) == pytest.approx([(x + y) / 2 for x, y in zip(one, two)])
+    assert ens.score(s.image, masks[0], s.caption) == pytest.approx((one[0] + two[0]) / 2)
+    with pytest.raises(ValueError, match="at least one"):
+        EnsemblePRM([])
+
+
+def test_eval_prm_command_reports_members_and_their_mean(tmp_path, capsys):
+    import torch
+
+    from agents.commands import eval_prm
+    from agents.prm_train import predict, regression_metrics
+
+    a = _checkpoint(tmp_path)
+    torch.manual_seed(1)
+    b = save_prm(PRMNet(CFG).eval(), tmp_path / "prm_b" / "prm.pt")
+    data = build_prm_dataset("synthetic:val", range(3), config=CFG, rollout_clicks=0, n_degraded=2, seed=0)
+    data.save(tmp_path / "states.npz")
+    args = argparse.Namespace(prm=f"{a},{b}", states=str(tmp_path / "states.npz"), flips=2,
+                              out=str(tmp_path / "m.json"))
+    assert eval_prm.run(args) == 0
+    got = json.loads((tmp_path / "m.json").read_text())
+    pa, pb = predict(load_net(a), data, flips=2), predict(load_net(b), data, flips=2)
+    assert got[str(a)]["mae"] == pytest.approx(regression_metrics(pa, data.labels)["mae"])
+    assert got["mean of all"]["mae"] == pytest.approx(regression_metrics((pa + pb) / 2, data.labels)["mae"])
+    assert "| mean of all |" in capsys.readouterr().out

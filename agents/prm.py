@@ -162,5 +162,10 @@ def load_prm(spec: str | PRM, agent: Any = None) -> PRM:
         if agent is None:
             raise ValueError("the 'mllm' PRM reads an MLLM agent's 'Current IOU' estimate; pass agent=")
         return MLLMPRM(agent, codec=getattr(agent, "codec", "qwen2"))
-    paths = [p for p in spec.split(",") if p]
+    paths = checkpoint_paths(spec)
     return LearnedPRM(paths[0]) if len(paths) == 1 else EnsemblePRM([LearnedPRM(p) for p in paths])
+
+
+def checkpoint_paths(spec: str) -> list[str]:
+    """The checkpoint paths of a learned-PRM spec (one path, or several comma-separated: an ensemble)."""
+    return [p for p in spec.split(",") if p]

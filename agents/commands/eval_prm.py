@@ -27,11 +27,12 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from agents.prm import checkpoint_paths
     from agents.prm_data import PRMData
     from agents.prm_train import load_prm_net, predict, regression_metrics
 
     torch.set_num_threads(1)
-    paths = [p for p in args.prm.split(",") if p]
+    paths = checkpoint_paths(args.prm)
     if not 1 <= args.flips <= 4:
         raise SystemExit(f"--flips must be 1-4, got {args.flips}")
     data = PRMData.load(args.states)

@@ -58,3 +58,21 @@ def test_tiny_vlm_probe_sees_a_global_image_property():
     line = [s for s in out.splitlines() if s.startswith("step 100:")][0]
     real, blank = (float(part.split()[-1]) for part in line.split(":", 1)[1].split(","))
     assert real < blank - 0.05, out
+
+
+def test_vlm_image_ablation_sees_that_an_untrained_model_reads_the_image(tmp_path):
+    """A random model's answer loss depends on its input image, so the real and blank losses printed must
+    differ (a trained model that ignores the image prints equal ones)."""
+    pytest.importorskip("transformers")
+    from agents.tiny_vlm import build_tiny_vlm
+    from hlmat_env.exports import export_trl
+    from tests.test_sft import demonstrations
+
+    export_trl(demonstrations(2), tmp_path / "data", coords="qwen2")
+    model = build_tiny_vlm(tmp_path / "model", "qwen2-vl")
+    out = _run("vlm_image_ablation.py", "--model", str(model), "--data", str(tmp_path / "data"), "--samples", "2",
+               "--scenes", "2")
+    loss_line, click_line = [s for s in out.splitlines() if s.startswith(("answer loss", "first clicks"))]
+    real, blank = (float(loss_line.split(f"{k} images ")[1].split(",")[0]) for k in ("real", "blank"))
+    assert real != blank, loss_line
+    assert "on 2 scenes" in click_line and "inside the target" in click_line

@@ -8,6 +8,11 @@ IoU >= ``tau_stop`` or after ``max_clicks`` clicks. Every kept step therefore ra
 :class:`hlmat_env.trajectories.Trajectory` from the empty start (episode id ``SAMPLE#star``), written in the
 demonstrations' JSONL format.
 
+``labels="robot"`` is an ablation of StaR+'s one choice: the same execution, but *every* visited state is
+labelled with the robot user's click (DAgger's labelling on StaR+'s states: a kept policy click carries the
+robot user's as its ``label``; episode id ``SAMPLE#dagger``). Against StaR+ it tells whether the kept policy
+clicks help as labels.
+
 Retraining on the union with the original demonstrations:
 
 * PPO/BC policy: :func:`bc_demos_from_trajectories` turns the union into the behaviour-cloning arrays of
@@ -52,8 +57,15 @@ class StarStats:
 
 def star_trajectory(env: Any, agent: Agent, index: int, *, seed: int | None = None, max_clicks: int = 20,
                     tau_stop: float = 0.98, dataset_spec: str = "", segmenter_name: str = "",
-                    stats: StarStats | None = None) -> Trajectory:
-    """One corrected rollout of ``agent`` on sample ``index`` of ``env`` (a ``gym.make`` env) from empty."""
+                    stats: StarStats | None = None, labels: str = "policy") -> Trajectory:
+    """One corrected rollout of ``agent`` on sample ``index`` of ``env`` (a ``gym.make`` env) from empty.
+
+    ``labels="policy"`` (StaR+): each kept policy click is its own label. ``labels="robot"`` (DAgger-style, the
+    same execution): each kept policy click carries the robot user's click from the state before it as its
+    ``label`` (unless the robot user's click would not raise the IoU there); only the labels differ.
+    """
+    if labels not in ("policy", "robot"):
+        raise ValueError(f"labels must be 'policy' or 'robot', got {labels!r}")
     obs, info = env.reset(seed=seed, options={"index": index})
     u = env.unwrapped
     agent.reset(u)
@@ -65,6 +77,7 @@ def star_trajectory(env: Any, agent: Agent, index: int, *, seed: int | None = No
     while len(steps) < max_clicks and iou < tau_stop:
         decision = agent.act(obs, u)
         snapshot = u.get_state()
+        robot = u.expert_click() if labels == "robot" else None  # from the state the policy acts in
         kept = False
         if decision.valid and int(decision.action[0]) != ActionKind.FINISH:
             new_obs, _, _, truncated, info = env.step(decision.action)
@@ -72,7 +85,7 @@ def star_trajectory(env: Any, agent: Agent, index: int, *, seed: int | None = No
             if not kept:
                 u.set_state(snapshot)
         if not kept:
-            click = u.expert_click()
+            click = robot if robot is not None else u.expert_click()
             if click is None:
                 break
             new_obs, _, _, truncated, info = u.click(click)
@@ -80,9 +93,12 @@ def star_trajectory(env: Any, agent: Agent, index: int, *, seed: int | None = No
                 break
         stats.kept += kept
         stats.replaced += not kept
+        label = None
+        if kept and robot is not None and robot != u.clicks[-1] and _raises_iou(u, snapshot, robot, iou):
+            label = robot  # (where the robot user's click would not raise the IoU, the policy's is the label)
         obs, iou = new_obs, float(info["iou"])
         c = u.clicks[-1]
-        steps.append(Step(int(c.x), int(c.y), bool(c.positive), iou, encode_rle(u.mask)))
+        steps.append(Step(int(c.x), int(c.y), bool(c.positive), iou, encode_rle(u.mask), label))
         if truncated:
             break
     stats.episodes += 1
@@ -92,12 +108,21 @@ def star_trajectory(env: Any, agent: Agent, index: int, *, seed: int | None = No
     return Trajectory(sample_id=sample.sample_id, height=h, width=w, target=encode_rle(gt), clicks=steps,
                       caption=sample.caption, image=sample.image_ref, dataset=dataset_spec, index=int(index),
                       segmenter=segmenter_name, start="empty", start_iou=start_iou, seed=seed,
-                      episode_id=f"{sample.sample_id}#star")
+                      episode_id=f"{sample.sample_id}#star" if labels == "policy" else f"{sample.sample_id}#dagger")
+
+
+def _raises_iou(u: Any, snapshot: Any, click: Any, iou: float) -> bool:
+    """Whether ``click`` from ``snapshot`` raises the IoU above ``iou``; the env's state is left as it was."""
+    after = u.get_state()
+    u.set_state(snapshot)
+    raised = u.click(click)[-1]["iou"] > iou
+    u.set_state(after)
+    return bool(raised)
 
 
 def star_relabel(agent: Agent, dataset: Any = "synthetic:train", indices: Iterable[int] | None = None, *,
                  segmenter: Any = "default", limit: int | None = None, max_clicks: int = 20, seed: int = 0,
-                 progress: bool = False) -> tuple[list[Trajectory], StarStats]:
+                 labels: str = "policy", progress: bool = False) -> tuple[list[Trajectory], StarStats]:
     """:func:`star_trajectory` on each sample ``indices`` (default: the first ``limit``, or all)."""
     import gymnasium as gym
     from tqdm.auto import tqdm
@@ -115,7 +140,7 @@ def star_relabel(agent: Agent, dataset: Any = "synthetic:train", indices: Iterab
         if isinstance(getattr(agent, "rng", None), np.random.Generator):
             agent.rng = np.random.default_rng(s)
         trajs.append(star_trajectory(env, agent, int(i), seed=s, max_clicks=max_clicks, dataset_spec=spec,
-                                     segmenter_name=seg_name, stats=stats))
+                                     segmenter_name=seg_name, stats=stats, labels=labels))
     env.close()
     return trajs, stats
 
@@ -192,7 +217,7 @@ def bc_demos_from_trajectories(trajs: Sequence[Trajectory], cfg: dict, gamma: fl
                                                   clicks if cfg["clicks"] else None, mask.shape))
             rows["caption"].append(caption_code(obs["caption"], cfg.get("caption_code", "multihot")))
             rows["target_map"].append(t_map)
-            click = t.clicks[k].click if k < len(t.clicks) else None
+            click = t.clicks[k].label_click if k < len(t.clicks) else None
             label = click_to_cell(click, grid, t.width, t.height, finish)
             rows["action"].append(label)
             rows["target"].append(soft_target(truth, mask, clicks, click, grid, n_actions, label))

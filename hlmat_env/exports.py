@@ -83,7 +83,7 @@ def sft_steps(trajs: Iterable[Trajectory], out_dir: str | Path, *, coords: str =
             Image.fromarray(overlay_mask(image, t.mask_before(k))).save(out_dir / rel, compress_level=3)
             iou = t.iou_before(k) if with_iou else None
             yield {"image": rel, "instruction": instruction,
-                   "answer": codec.format(step.click, t.width, t.height, iou=iou)}
+                   "answer": codec.format(step.label_click, t.width, t.height, iou=iou)}
 
 
 def export_llamafactory(trajs: Iterable[Trajectory], out_dir: str | Path, **kw: Any) -> int:

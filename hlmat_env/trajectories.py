@@ -14,7 +14,9 @@ JSONL (one episode per line, ``version`` :data:`FORMAT_VERSION`)::
      "clicks": [{"x": 250, "y": 180, "positive": true, "iou": 0.62, "mask": <COCO RLE after the click>}, ...]}
 
 ``x`` is the column and ``y`` the row, in pixels of the original image. ``start_mask`` is the mask before the
-first click (null = empty). SegAgent's schema (``coor`` = ``[row, col]``) is written by :func:`to_segagent`
+first click (null = empty). A click may carry ``"label": {"x", "y", "positive"}``: the demonstration for the
+state before it when that is not the executed click (a DAgger-style record, :mod:`agents.star`: the policy's
+own click was executed, the robot user's is the label); learners read :attr:`Step.label_click`. SegAgent's schema (``coor`` = ``[row, col]``) is written by :func:`to_segagent`
 and read by :func:`from_segagent`; our extra fields travel in each record's ``"hlmat"`` block, which their
 tools ignore, so JSONL -> SegAgent JSON -> JSONL is lossless.
 """
@@ -48,17 +50,37 @@ class EmptyTarget(DatasetError):
 
 @dataclass
 class Step:
-    """One kept click: pixel ``x`` (column), ``y`` (row), its sign, the IoU and the mask (COCO RLE) after it."""
+    """One kept click: pixel ``x`` (column), ``y`` (row), its sign, the IoU and the mask (COCO RLE) after it;
+    ``label``: the demonstrated click for the state before it, when another click than this one."""
 
     x: int
     y: int
     positive: bool
     iou: float
     mask: dict
+    label: Click | None = None
 
     @property
     def click(self) -> Click:
         return Click(self.x, self.y, self.positive)
+
+    @property
+    def label_click(self) -> Click:
+        """What a learner imitates at the state before this step: ``label``, else the executed click."""
+        return self.label if self.label is not None else self.click
+
+    def to_json(self) -> dict[str, Any]:
+        d = {"x": self.x, "y": self.y, "positive": self.positive, "iou": self.iou, "mask": self.mask}
+        if self.label is not None:
+            d["label"] = {"x": int(self.label.x), "y": int(self.label.y), "positive": bool(self.label.positive)}
+        return d
+
+    @classmethod
+    def from_json(cls, c: dict[str, Any]) -> Step:
+        """From a click entry; raises KeyError/TypeError/ValueError on a malformed one."""
+        lab = c.get("label")
+        label = None if lab is None else Click(int(lab["x"]), int(lab["y"]), bool(lab["positive"]))
+        return cls(int(c["x"]), int(c["y"]), bool(c["positive"]), float(c["iou"]), c["mask"], label)
 
 
 @dataclass
@@ -100,7 +122,7 @@ class Trajectory:
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
-        d["clicks"] = [asdict(s) for s in self.clicks]
+        d["clicks"] = [s.to_json() for s in self.clicks]
         return d
 
     @classmethod
@@ -116,8 +138,7 @@ class Trajectory:
         known = set(cls.__dataclass_fields__)
         kwargs = {k: v for k, v in d.items() if k in known}
         try:
-            kwargs["clicks"] = [Step(int(c["x"]), int(c["y"]), bool(c["positive"]), float(c["iou"]), c["mask"])
-                                for c in d["clicks"]]
+            kwargs["clicks"] = [Step.from_json(c) for c in d["clicks"]]
         except (KeyError, TypeError, ValueError) as e:
             raise TrajectoryError(f"{where}: bad click entry ({type(e).__name__}: {e}); "
                                   "expected {x, y, positive, iou, mask}") from None
@@ -247,6 +268,11 @@ def _rle_box_area(rle: dict) -> tuple[list[int], int]:
     return [int(round(v)) for v in mask_utils.toBbox(r)], int(mask_utils.area(r))
 
 
+def _label_entry(s: Step) -> dict[str, Any]:
+    """Our DAgger label in a SegAgent click entry (``hlmat_label``, x/y as in our JSONL), which their tools ignore."""
+    return {"hlmat_label": s.to_json()["label"]} if s.label is not None else {}
+
+
 def to_segagent(trajs: Iterable[Trajectory], info: dict | None = None) -> dict[str, Any]:
     """SegAgent's released schema (REFERENCE.md §2): ``coor`` is ``[row, col]``, one record per trajectory."""
     data = []
@@ -256,7 +282,7 @@ def to_segagent(trajs: Iterable[Trajectory], info: dict | None = None) -> dict[s
         for k, s in enumerate(t.clicks):
             cbox, carea = _rle_box_area(s.mask)
             clicks.append({"idx": k, "coor": [s.y, s.x], "is_positive": s.positive, "mask": s.mask,
-                           "box": cbox, "area": carea, "iou": s.iou})
+                           "box": cbox, "area": carea, "iou": s.iou, **_label_entry(s)})
         extra = {k: v for k, v in t.to_json().items()
                  if k not in ("image", "height", "width", "caption", "target", "clicks")}
         data.append({"image_name": t.image, "height": t.height, "width": t.width,
@@ -282,7 +308,8 @@ def from_segagent(doc: dict[str, Any], where: str = "SegAgent JSON") -> list[Tra
                 row, col = c["coor"]
                 if isinstance(row, float) and isinstance(col, float) and row < 1 and col < 1:
                     row, col = row * h, col * w  # some released files store normalised coordinates
-                steps.append(Step(int(col), int(row), bool(c["is_positive"]), float(c["iou"]), c["mask"]))
+                steps.append(Step.from_json({"x": int(col), "y": int(row), "positive": c["is_positive"],
+                                             "iou": c["iou"], "mask": c["mask"], "label": c.get("hlmat_label")}))
             captions = ann.get("caption") or []
             caption = captions if isinstance(captions, str) else (captions[0] if captions else "")
             base = {"sample_id": f"{rec['image_name']}-{ann.get('object_id', n)}", "height": h, "width": w,

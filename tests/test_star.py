@@ -81,6 +81,39 @@ def test_finish_row_only_where_no_click_improved(disc_segmenter):
     assert len(no_finish["action"]) == sum(len(t.clicks) for t in trajs)
 
 
+def test_robot_labels_relabel_the_same_states(disc_segmenter, tmp_path):
+    """labels="robot" executes exactly what StaR+ executes; a kept policy click then carries the robot user's click
+    from the state before it (replayed here) as its label, and behaviour cloning and the SFT export imitate it."""
+    from hlmat_env.exports import sft_steps
+
+    star, s1 = star_relabel(SometimesGood(), "synthetic:train", range(4), segmenter=disc_segmenter, max_clicks=6)
+    robot, s2 = star_relabel(SometimesGood(), "synthetic:train", range(4), segmenter=disc_segmenter, max_clicks=6,
+                             labels="robot")
+    assert (s1.kept, s1.replaced) == (s2.kept, s2.replaced) and s2.kept > 0
+    env = gym.make("HLMATEnv-v0", dataset="synthetic:train", segmenter=disc_segmenter, max_clicks=6)
+    u, relabelled = env.unwrapped, 0
+    for a, b in zip(star, robot):
+        assert [s.click for s in a.clicks] == [s.click for s in b.clicks] and all(s.label is None for s in a.clicks)
+        env.reset(options={"index": b.index})
+        for k, step in enumerate(b.clicks):
+            if step.label is not None:
+                relabelled += 1
+                assert step.label == u.expert_click() != step.click
+                snapshot = u.get_state()
+                assert u.click(step.label)[-1]["iou"] > b.iou_before(k)  # the label raises the IoU too
+                u.set_state(snapshot)
+            u.click(step.click)
+    assert relabelled > 0
+    x, y = (bc_demos_from_trajectories(t, CFG, max_clicks=6) for t in (star, robot))
+    np.testing.assert_array_equal(x["image"], y["image"])  # the same states ...
+    assert not np.array_equal(x["action"], y["action"])  # ... other labels
+    back = read_jsonl(write_jsonl(robot, tmp_path / "robot.jsonl"))
+    assert [[s.label for s in t.clicks] for t in back] == [[s.label for s in t.clicks] for t in robot]
+    answers = [r["answer"] for r in sft_steps(back, tmp_path / "sft", coords="qwen2")]
+    assert answers != [r["answer"] for r in sft_steps(star, tmp_path / "sft2", coords="qwen2")]
+    assert len(answers) == sum(len(t.clicks) for t in robot)
+
+
 def test_bc_arrays_from_star_trajectories(disc_segmenter):
     trajs, _ = star_relabel(SometimesGood(), "synthetic:train", range(2), segmenter=disc_segmenter, max_clicks=4)
     cfg = {**CFG, "finish": False, "size": 32}

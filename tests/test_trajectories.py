@@ -91,6 +91,16 @@ def test_jsonl_segagent_jsonl_round_trip(env, tmp_path):
     assert list(iter_trajectories(tmp_path / "seg.json")) == trajs
 
 
+def test_a_dagger_label_survives_both_formats(env, tmp_path):
+    t = record_trajectory(env, 0, max_clicks=3, dataset_spec="synthetic:val")
+    t.clicks[0].label = Click(3, 4, False)
+    for back in (read_jsonl(write_jsonl([t], tmp_path / "t.jsonl"))[0], from_segagent(to_segagent([t]))[0]):
+        assert back.clicks[0].label == Click(3, 4, False) and back.clicks[0].label_click == Click(3, 4, False)
+        assert all(s.label is None and s.label_click == s.click for s in back.clicks[1:])
+    clicks = json.loads(write_jsonl([t], tmp_path / "t.jsonl").read_text())["clicks"]
+    assert "label" in clicks[0] and all("label" not in c for c in clicks[1:])  # absent unless set
+
+
 def test_reads_segagent_records_without_our_block(env):
     t = _trajs(env)[0]
     doc = to_segagent([t])

@@ -26,6 +26,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="only the first N samples")
     p.add_argument("--max-clicks", type=int, default=20, help="at most this many clicks (default: 20)")
     p.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
+    p.add_argument("--labels", choices=("policy", "robot"), default="policy",
+                   help="policy: StaR+ (kept policy clicks are their own labels); robot: the same rollouts, every "
+                        "visited state labelled with the robot user's click (DAgger-style; default: policy)")
     p.add_argument("--retrain", choices=("none", "bc", "finetune"), default="none",
                    help="retrain on the union: a fresh policy (bc) or AGENT's weights (finetune) (default: none)")
     p.add_argument("--bc-epochs", type=int, default=10, help="behaviour-cloning epochs (default: 10)")
@@ -59,12 +62,13 @@ def run(args: argparse.Namespace) -> int:
                          f"got {args.agent!r}")
     agent = make_agent(args.agent, **agent_kwargs_from_args(args).get(kind, {}))
     trajs, stats = star_relabel(agent, args.dataset, segmenter=args.segmenter, limit=args.limit,
-                                max_clicks=args.max_clicks, seed=args.seed, progress=not args.no_progress)
+                                max_clicks=args.max_clicks, seed=args.seed, labels=args.labels,
+                                progress=not args.no_progress)
     out = Path(args.out)
     write_jsonl(trajs, out / "star.jsonl")
     write_jsonl(original, out / "union" / "demos.jsonl")
     write_jsonl(trajs, out / "union" / "star.jsonl")
-    summary = {"episodes": stats.episodes, "policy_clicks_kept": stats.kept, "replaced_by_robot_user": stats.replaced,
+    summary = {"labels": args.labels, "records": len(trajs), "episodes": stats.episodes, "policy_clicks_kept": stats.kept, "replaced_by_robot_user": stats.replaced,
                "kept_fraction": stats.kept_fraction, "demonstrations": len(original),
                "union_episodes": len(original) + len(trajs)}
     (out / "star_stats.json").write_text(json.dumps(summary, indent=1) + "\n")

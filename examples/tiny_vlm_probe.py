@@ -53,6 +53,9 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--eval-every", type=int, default=100)
+    p.add_argument("--sft-schedule", action="store_true",
+                   help="optimise as hlmat sft's Trainer does: 5%% linear warm-up, cosine decay, gradients clipped "
+                        "at norm 1.0 (default: a constant learning rate, no clipping)")
     args = p.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -67,12 +70,21 @@ def main() -> None:
     train, held = items[:-HELD_OUT], collator(items[-HELD_OUT:])
     blank = dict(held, pixel_values=torch.zeros_like(held["pixel_values"]))
     opt = torch.optim.AdamW(model.parameters(), args.lr, weight_decay=0.0)
+    schedule = None
+    if args.sft_schedule:
+        from transformers import get_cosine_schedule_with_warmup
+
+        schedule = get_cosine_schedule_with_warmup(opt, int(0.05 * args.steps), args.steps)
     model.train()
     for step in range(1, args.steps + 1):
         batch = collator([train[i] for i in rng.integers(0, len(train), args.batch_size)])
         model(**batch).loss.backward()
+        if schedule is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad()
+        if schedule is not None:
+            schedule.step()
         if step % args.eval_every == 0:
             model.eval()
             with torch.no_grad():

@@ -50,11 +50,13 @@ def test_min_cut_backends():
     assert "| scipy |" in out and "NO |" not in out
 
 
-def test_tiny_vlm_probe_sees_a_global_image_property():
+@pytest.mark.parametrize("schedule", [(), ("--sft-schedule",)], ids=["constant", "sft-schedule"])
+def test_tiny_vlm_probe_sees_a_global_image_property(schedule):
     """The probe's control task: the answer follows the background colour, so after a short fit the held-out
-    loss with the real image must be clearly below the loss with a blank image."""
+    loss with the real image must be clearly below the loss with a blank image (with either optimiser)."""
     pytest.importorskip("transformers")
-    out = _run("tiny_vlm_probe.py", "--task", "colour", "--samples", "160", "--steps", "100", "--eval-every", "100")
+    out = _run("tiny_vlm_probe.py", "--task", "colour", "--samples", "160", "--steps", "100", "--eval-every", "100",
+               *schedule)
     line = [s for s in out.splitlines() if s.startswith("step 100:")][0]
     real, blank = (float(part.split()[-1]) for part in line.split(":", 1)[1].split(","))
     assert real < blank - 0.05, out

@@ -7,6 +7,8 @@ ignores the image.
 
 * ``--task colour``: the answer (one of two fixed clicks) follows the background colour, a global property.
 * ``--task position``: the answer is the centre of one green 30x30 square on a plain grey background.
+* ``--task caption``: three 30x30 squares (red, green, blue) on grey; the instruction names one colour and the
+  answer is that square's centre: finding *which* object the text means, then where it is.
 
     python examples/tiny_vlm_probe.py --task position --steps 1000
 """
@@ -25,6 +27,15 @@ from agents.sft import SFTCollator, SFTSample
 from agents.tiny_vlm import TinySize, build_tiny_vlm
 
 HELD_OUT = 64
+SQUARE_COLOURS = {"red": (200, 40, 40), "green": (40, 200, 40), "blue": (40, 40, 200)}
+
+
+def _apart(rng: np.random.Generator, n: int) -> list[tuple[int, int]]:
+    """``n`` square centres (x, y) inside 160x120 whose 30x30 squares do not overlap."""
+    while True:
+        pts = [(int(rng.integers(20, 140)), int(rng.integers(20, 100))) for _ in range(n)]
+        if all(max(abs(a[0] - b[0]), abs(a[1] - b[1])) >= 32 for i, a in enumerate(pts) for b in pts[i + 1:]):
+            return pts
 
 
 def make_samples(task: str, n: int, folder: Path, rng: np.random.Generator) -> list[SFTSample]:
@@ -35,19 +46,28 @@ def make_samples(task: str, n: int, folder: Path, rng: np.random.Generator) -> l
             red = k % 2 == 1
             image[:] = (200, 40, 40) if red else (40, 40, 200)
             answer = "Positive point: (900, 900)" if red else "Positive point: (100, 100)"
-        else:
+        elif task == "position":
             x, y = int(rng.integers(20, 140)), int(rng.integers(20, 100))
             image[y - 15:y + 15, x - 15:x + 15] = (40, 200, 40)
             answer = f"Positive point: ({int(x / 160 * 1000)}, {int(y / 120 * 1000)})"
+        else:
+            centres = _apart(rng, 3)
+            for (x, y), colour in zip(centres, SQUARE_COLOURS.values()):
+                image[y - 15:y + 15, x - 15:x + 15] = colour
+            pick = int(rng.integers(3))
+            name = list(SQUARE_COLOURS)[pick]
+            x, y = centres[pick]
+            answer = f"Positive point: ({int(x / 160 * 1000)}, {int(y / 120 * 1000)})"
+        description = f"the {name} square" if task == "caption" else "the square"
         path = folder / f"{k:05d}.png"
         Image.fromarray(image).save(path)
-        samples.append(SFTSample(path, "Please click. The object description is as follows: the square", answer))
+        samples.append(SFTSample(path, f"Please click. The object description is as follows: {description}", answer))
     return samples
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--task", choices=("colour", "position"), default="position")
+    p.add_argument("--task", choices=("colour", "position", "caption"), default="position")
     p.add_argument("--samples", type=int, default=4000, help="samples; the last 64 are held out")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=16)

@@ -17,7 +17,7 @@ from agents.ppo.agent import greedy_action  # noqa: E402
 from agents.ppo.bc import flip_batch, generate_demos, soft_target  # noqa: E402
 from agents.ppo.policy import ClickNet  # noqa: E402
 from agents.ppo.train import train  # noqa: E402
-from hlmat_env.actions import Click  # noqa: E402
+from hlmat_env.actions import ActionKind, Click  # noqa: E402
 from hlmat_env.datasets.synthetic import SyntheticDataset  # noqa: E402
 from hlmat_env.errors import CheckpointError, HLMATError  # noqa: E402
 from hlmat_env.masks import coverage_map  # noqa: E402
@@ -158,6 +158,22 @@ def test_greedy_action_finishes_only_when_finishing_beats_clicking():
     spread[:-1], spread[-1] = 0.45 / 8, 0.55
     assert greedy_action(spread, finish=True) == 8
     assert greedy_action(np.array([0.1, 0.7, 0.2]), finish=False) == 1
+
+
+def test_no_finish_while_the_mask_is_empty():
+    """An empty mask scores IoU 0 on every sample (each has a target), so the agent does not finish there; it may
+    once a mask exists (after a click, or from a non-empty start)."""
+    agent = make_agent("ppo", deterministic=False)
+    assert agent.cfg["finish"]
+    env = gym.make("HLMATEnv-v0", dataset=VAL, segmenter=DiscSegmenter(), max_clicks=3)
+    u = env.unwrapped
+    obs, _ = env.reset(seed=0, options={"index": 0})
+    assert not u.mask.any() and agent.probabilities(obs, u)[-1] == 0.0
+    assert all(d.action[0] != ActionKind.FINISH for d in agent.sample(obs, u, 64, np.random.default_rng(0)))
+    obs, *_ = u.click(u.expert_click())
+    assert u.mask.any() and agent.probabilities(obs, u)[-1] > 0.0
+    obs, _ = env.reset(seed=0, options={"index": 0, "start": "degraded"})
+    assert u.mask.any() and agent.probabilities(obs, u)[-1] > 0.0
 
 
 def test_shipped_model_loads():

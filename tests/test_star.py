@@ -168,3 +168,22 @@ def test_star_command_reads_bc_demos_from_a_folder_and_refuses_another_wrapper(t
         _load_bc_demos(folder, None)
     with pytest.raises(SystemExit, match="no demonstrations file"):
         _load_bc_demos(tmp_path / "missing.npz", None)
+
+
+def test_star_command_with_robot_labels(tmp_path):
+    """The command end to end (no retraining): the summary counts and the written files agree."""
+    import json
+
+    from agents.cli import main
+
+    env = gym.make("HLMATEnv-v0", dataset=ONE, segmenter="default", max_clicks=3)
+    write_jsonl([record_trajectory(env, 0, max_clicks=3, dataset_spec=ONE)], tmp_path / "demos" / "d.jsonl")
+    out = tmp_path / "star"
+    assert main(["star", "--agent", "random", "--dataset", ONE, "--demos", str(tmp_path / "demos"), "--out", str(out),
+                 "--labels", "robot", "--max-clicks", "3", "--no-progress"]) == 0
+    summary = json.loads((out / "star_stats.json").read_text())
+    trajs = read_jsonl(out / "star.jsonl")
+    assert summary["labels"] == "robot" and summary["episodes"] == len(trajs) == 1
+    assert summary["kept_clicks_relabelled"] == sum(s.label is not None for s in trajs[0].clicks)
+    assert summary["policy_clicks_kept"] + summary["replaced_by_robot_user"] == len(trajs[0].clicks)
+    assert len(read_jsonl(out / "union" / "demos.jsonl")) == 1

@@ -68,7 +68,9 @@ def run(args: argparse.Namespace) -> int:
     write_jsonl(trajs, out / "star.jsonl")
     write_jsonl(original, out / "union" / "demos.jsonl")
     write_jsonl(trajs, out / "union" / "star.jsonl")
-    summary = {"labels": args.labels, "records": len(trajs), "episodes": stats.episodes, "policy_clicks_kept": stats.kept, "replaced_by_robot_user": stats.replaced,
+    relabelled = sum(s.label is not None for t in trajs for s in t.clicks)
+    summary = {"labels": args.labels, "episodes": stats.episodes, "policy_clicks_kept": stats.kept,
+               "replaced_by_robot_user": stats.replaced, "kept_clicks_relabelled": relabelled,
                "kept_fraction": stats.kept_fraction, "demonstrations": len(original),
                "union_episodes": len(original) + len(trajs)}
     (out / "star_stats.json").write_text(json.dumps(summary, indent=1) + "\n")

@@ -11,6 +11,8 @@ ignores the image.
   answer is that square's centre: finding *which* object the text means, then where it is.
 
     python examples/tiny_vlm_probe.py --task position --steps 1000
+
+``--save DIR`` writes the trained model and processor as a local checkpoint (a start for ``hlmat sft --model``).
 """
 from __future__ import annotations
 
@@ -73,6 +75,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--eval-every", type=int, default=100)
+    p.add_argument("--save", type=Path, default=None, help="write the trained model and processor to this folder")
     p.add_argument("--sft-schedule", action="store_true",
                    help="optimise as hlmat sft's Trainer does: 5%% linear warm-up, cosine decay, gradients clipped "
                         "at norm 1.0 (default: a constant learning rate, no clipping)")
@@ -111,6 +114,10 @@ def main() -> None:
                 real, none = float(model(**held).loss), float(model(**blank).loss)
             model.train()
             print(f"step {step}: held-out answer loss {real:.3f}, with a blank image {none:.3f}", flush=True)
+    if args.save is not None:
+        model.save_pretrained(args.save)
+        processor.save_pretrained(args.save)
+        print(f"saved the model to {args.save}")
 
 
 if __name__ == "__main__":

@@ -50,13 +50,20 @@ def test_min_cut_backends():
     assert "| scipy |" in out and "NO |" not in out
 
 
-@pytest.mark.parametrize("schedule", [(), ("--sft-schedule",)], ids=["constant", "sft-schedule"])
-def test_tiny_vlm_probe_sees_a_global_image_property(schedule):
+@pytest.mark.parametrize("schedule", [False, True], ids=["constant", "sft-schedule"])
+def test_tiny_vlm_probe_sees_a_global_image_property(schedule, tmp_path):
     """The probe's control task: the answer follows the background colour, so after a short fit the held-out
-    loss with the real image must be clearly below the loss with a blank image (with either optimiser)."""
+    loss with the real image must be clearly below the loss with a blank image (with either optimiser); the
+    saved model loads as a local checkpoint."""
     pytest.importorskip("transformers")
+    from agents.mllm import load_vlm
+
+    extra = ["--sft-schedule", "--save", str(tmp_path / "m")] if schedule else []
     out = _run("tiny_vlm_probe.py", "--task", "colour", "--samples", "160", "--steps", "100", "--eval-every", "100",
-               *schedule)
+               *extra)
+    if schedule:
+        model, processor = load_vlm(tmp_path / "m", dtype="float32")
+        assert model.config.model_type == "llava" and processor.tokenizer is not None
     line = [s for s in out.splitlines() if s.startswith("step 100:")][0]
     real, blank = (float(part.split()[-1]) for part in line.split(":", 1)[1].split(","))
     assert real < blank - 0.05, out

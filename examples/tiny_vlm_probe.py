@@ -12,7 +12,8 @@ ignores the image.
 
     python examples/tiny_vlm_probe.py --task position --steps 1000
 
-``--save DIR`` writes the trained model and processor as a local checkpoint (a start for ``hlmat sft --model``).
+``--save DIR`` writes the trained model and processor as a local checkpoint (a start for ``hlmat sft --model``);
+``--init DIR`` starts from such a checkpoint instead of a fresh model (e.g. ``caption`` after ``position``).
 """
 from __future__ import annotations
 
@@ -75,6 +76,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--eval-every", type=int, default=100)
+    p.add_argument("--init", type=Path, default=None, help="start from this checkpoint (default: a fresh model)")
     p.add_argument("--save", type=Path, default=None, help="write the trained model and processor to this folder")
     p.add_argument("--sft-schedule", action="store_true",
                    help="optimise as hlmat sft's Trainer does: 5%% linear warm-up, cosine decay, gradients clipped "
@@ -86,7 +88,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         size = TinySize(hidden=128, layers=4, image_tokens=64)  # the README's SFT model
-        model, processor = load_vlm(build_tiny_vlm(tmp / "model", "llava", size=size), dtype="float32")
+        start = args.init if args.init is not None else build_tiny_vlm(tmp / "model", "llava", size=size)
+        model, processor = load_vlm(start, dtype="float32")
         collator = SFTCollator(processor)
         (tmp / "images").mkdir()
         items = [collator.encode(s) for s in make_samples(args.task, args.samples, tmp / "images", rng)]

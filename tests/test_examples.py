@@ -64,9 +64,20 @@ def test_tiny_vlm_probe_sees_a_global_image_property(schedule, tmp_path):
     if schedule:
         model, processor = load_vlm(tmp_path / "m", dtype="float32")
         assert model.config.model_type == "llava" and processor.tokenizer is not None
-    line = [s for s in out.splitlines() if s.startswith("step 100:")][0]
-    real, blank = (float(part.split()[-1]) for part in line.split(":", 1)[1].split(","))
+        # --init continues from it: one step later the image already matters
+        again = _run("tiny_vlm_probe.py", "--task", "colour", "--samples", "160", "--steps", "1", "--eval-every", "1",
+                     "--init", str(tmp_path / "m"))
+        real, blank = _probe_losses(again, 1)
+        assert real < blank - 0.05, again
+    real, blank = _probe_losses(out, 100)
     assert real < blank - 0.05, out
+
+
+def _probe_losses(out: str, step: int) -> tuple[float, float]:
+    """The held-out losses (real image, blank image) the probe printed at ``step``."""
+    line = [s for s in out.splitlines() if s.startswith(f"step {step}:")][0]
+    real, blank = (float(part.split()[-1]) for part in line.split(":", 1)[1].split(","))
+    return real, blank
 
 
 def test_vlm_image_ablation_sees_that_an_untrained_model_reads_the_image(tmp_path):

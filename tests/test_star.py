@@ -187,3 +187,25 @@ def test_star_command_with_robot_labels(tmp_path):
     assert summary["kept_clicks_relabelled"] == sum(s.label is not None for s in trajs[0].clicks)
     assert summary["policy_clicks_kept"] + summary["replaced_by_robot_user"] == len(trajs[0].clicks)
     assert len(read_jsonl(out / "union" / "demos.jsonl")) == 1
+
+
+@pytest.mark.slow
+def test_star_round_for_an_mllm_policy(disc_segmenter, tmp_path):
+    """The MLLM route: StaR+ rollouts of a (tiny, untrained) VLM agent -> the union exported for SFT -> one SFT
+    epoch from the base model on it. The untrained model's unparsable answers are replaced by the robot user."""
+    pytest.importorskip("transformers")
+    from agents.base import make_agent
+    from agents.sft import sft
+    from agents.tiny_vlm import build_tiny_vlm
+    from hlmat_env.exports import export_trl
+
+    base = build_tiny_vlm(tmp_path / "base", "qwen2-vl")
+    agent = make_agent(f"mllm:{base}", coords="qwen2", max_new_tokens=16)
+    trajs, stats = star_relabel(agent, "synthetic:train", range(2), segmenter=disc_segmenter, max_clicks=2)
+    assert stats.episodes == 2 and stats.replaced >= 1 and all(t.clicks for t in trajs)
+    demos = [record_trajectory(gym.make("HLMATEnv-v0", dataset="synthetic:train", segmenter=disc_segmenter), i,
+                               max_clicks=2, dataset_spec="synthetic:train") for i in range(2)]
+    n = export_trl(demos + trajs, tmp_path / "union", coords="qwen2")
+    assert n == sum(len(t.clicks) for t in demos + trajs)
+    out = sft(tmp_path / "union", base, tmp_path / "sft", coords="qwen2", epochs=1, batch_size=n, lr=1e-3)
+    assert make_agent(f"mllm:{out}").codec.name == "qwen2"

@@ -76,6 +76,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--eval-every", type=int, default=100)
+    p.add_argument("--hidden", type=int, default=128, help="text hidden size of a fresh model (default: 128)")
+    p.add_argument("--layers", type=int, default=4, help="text layers of a fresh model (default: 4)")
     p.add_argument("--init", type=Path, default=None, help="start from this checkpoint (default: a fresh model)")
     p.add_argument("--save", type=Path, default=None, help="write the trained model and processor to this folder")
     p.add_argument("--sft-schedule", action="store_true",
@@ -87,7 +89,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        size = TinySize(hidden=128, layers=4, image_tokens=64)  # the README's SFT model
+        size = TinySize(hidden=args.hidden, layers=args.layers, image_tokens=64)  # default: the README's SFT model
         start = args.init if args.init is not None else build_tiny_vlm(tmp / "model", "llava", size=size)
         model, processor = load_vlm(start, dtype="float32")
         collator = SFTCollator(processor)

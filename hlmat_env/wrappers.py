@@ -23,7 +23,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from hlmat_env.actions import ActionKind, Click, encode_click
+from hlmat_env.actions import Click, encode_click
 from hlmat_env.captions import RELATIONS, VOCABULARY, caption_features, code_length, encode_caption
 
 __all__ = ["RELATIONS", "VOCABULARY", "CoarseClicks", "DropCaption", "EncodeCaption", "StackImageMask",

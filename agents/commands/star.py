@@ -44,9 +44,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     import json
-    from pathlib import Path
 
-    import numpy as np
     import torch
 
     from agents.base import make_agent

@@ -23,7 +23,7 @@ tools ignore, so JSONL -> SegAgent JSON -> JSONL is lossless.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -69,10 +69,16 @@ class Step:
         """What a learner imitates at the state before this step: ``label``, else the executed click."""
         return self.label if self.label is not None else self.click
 
+    @property
+    def label_json(self) -> dict[str, Any] | None:
+        """``label`` as its JSON entry ``{"x", "y", "positive"}``, or None."""
+        c = self.label
+        return None if c is None else {"x": int(c.x), "y": int(c.y), "positive": bool(c.positive)}
+
     def to_json(self) -> dict[str, Any]:
         d = {"x": self.x, "y": self.y, "positive": self.positive, "iou": self.iou, "mask": self.mask}
         if self.label is not None:
-            d["label"] = {"x": int(self.label.x), "y": int(self.label.y), "positive": bool(self.label.positive)}
+            d["label"] = self.label_json
         return d
 
     @classmethod
@@ -121,7 +127,7 @@ class Trajectory:
         return self.clicks[k - 1].iou if k > 0 else self.start_iou
 
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = asdict(replace(self, clicks=[]))  # the steps write themselves: not copied by asdict first
         d["clicks"] = [s.to_json() for s in self.clicks]
         return d
 
@@ -270,7 +276,7 @@ def _rle_box_area(rle: dict) -> tuple[list[int], int]:
 
 def _label_entry(s: Step) -> dict[str, Any]:
     """Our DAgger label in a SegAgent click entry (``hlmat_label``, x/y as in our JSONL), which their tools ignore."""
-    return {"hlmat_label": s.to_json()["label"]} if s.label is not None else {}
+    return {"hlmat_label": s.label_json} if s.label is not None else {}
 
 
 def to_segagent(trajs: Iterable[Trajectory], info: dict | None = None) -> dict[str, Any]:

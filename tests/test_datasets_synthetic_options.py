@@ -25,3 +25,23 @@ def test_seed_changes_the_scenes():
 def test_bad_options_name_the_problem(spec):
     with pytest.raises(DatasetError, match="size|option"):
         make_dataset(spec)
+
+
+def test_objects_sets_how_many_objects_a_scene_has():
+    one = make_dataset("synthetic:val?objects=1")
+    assert one.name == "synthetic:val?objects=1" and len(one) == 200
+    for i in range(20):
+        s = one[i]
+        assert " of " not in s.caption and "above" not in s.caption and "below" not in s.caption  # no anchor
+        assert s.target.sum() >= 60
+    # the default range is the standard scenes: the spec that names it gives the same samples and name
+    std, named = make_dataset("synthetic:val"), make_dataset("synthetic:val?objects=3-6")
+    assert named.name == "synthetic:val" and np.array_equal(std[5].image, named[5].image)
+    assert make_dataset("synthetic:val?objects=2-3").name == "synthetic:val?objects=2-3"
+
+
+@pytest.mark.parametrize("spec", ["synthetic:val?objects=0", "synthetic:val?objects=4-2", "synthetic:val?objects=a",
+                                  "synthetic:val?objects=1-99"])
+def test_bad_object_ranges_are_refused(spec):
+    with pytest.raises(DatasetError, match="objects"):
+        make_dataset(spec)

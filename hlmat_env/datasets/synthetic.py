@@ -137,12 +137,17 @@ def _describe(objs: list[_Object], t: int, rng: np.random.Generator) -> str:
     return desc
 
 
-def make_scene(rng: np.random.Generator, width: int = 160, height: int = 120) -> tuple[np.ndarray, np.ndarray, str]:
-    """One scene: (uint8 HxWx3 image, int8 HxW target, caption)."""
+OBJECTS = (3, 6)
+"""Objects per scene (inclusive range) of the standard splits."""
+
+
+def make_scene(rng: np.random.Generator, width: int = 160, height: int = 120,
+               objects: tuple[int, int] = OBJECTS) -> tuple[np.ndarray, np.ndarray, str]:
+    """One scene with ``objects[0]``-``objects[1]`` objects: (uint8 HxWx3 image, int8 HxW target, caption)."""
     h, w = height, width
     for _ in range(100):
         canvas = _background(rng, h, w)
-        n = int(rng.integers(3, 7))
+        n = int(rng.integers(objects[0], objects[1] + 1))
         objs: list[_Object] = []
         for i in range(n):
             colour = objs[0].colour if (i == 1 and rng.random() < 0.7) else str(rng.choice(list(COLOURS)))
@@ -164,7 +169,8 @@ def make_scene(rng: np.random.Generator, width: int = 160, height: int = 120) ->
         if not ok:
             continue
         # prefer the object that has a same-colour distractor (object 0 when object 1 copied its colour)
-        t = 0 if 0 in ok and objs[1].colour == objs[0].colour and rng.random() < 0.6 else int(rng.choice(ok))
+        twin = n > 1 and objs[1].colour == objs[0].colour
+        t = 0 if 0 in ok and twin and rng.random() < 0.6 else int(rng.choice(ok))
         canvas += rng.normal(0, rng.uniform(4, 10), canvas.shape)
         image = np.clip(cv2.GaussianBlur(canvas.astype(np.float32), (3, 3), 0.6), 0, 255).astype(np.uint8)
         return image, visible[t].astype(np.int8), _describe(objs, t, rng)
@@ -178,15 +184,24 @@ class SyntheticDataset(Dataset):
         split: "train" or "val".
         seed: base seed; sample ``i`` of a split is generated from ``(seed, split id, i)``.
         size: number of samples (default: the split's size).
+        objects: objects per scene, an inclusive ``(low, high)`` range; the standard 3-6 by default. Fewer
+            objects make an easier task: with one, the description names the only object (no grounding), a
+            curriculum step and a test of clicking alone. Other ranges draw other scenes from the same seeds.
     """
 
-    def __init__(self, split: str = "train", seed: int = 0, size: int | None = None):
+    def __init__(self, split: str = "train", seed: int = 0, size: int | None = None,
+                 objects: tuple[int, int] = OBJECTS):
         if split not in SPLITS:
             raise DatasetError(f"synthetic split must be one of {list(SPLITS)}, got {split!r}")
-        self.split, self.seed = split, seed
+        lo, hi = objects
+        if not 1 <= lo <= hi <= 12:
+            raise DatasetError(f"synthetic objects must satisfy 1 <= low <= high <= 12, got {lo}-{hi}")
+        self.split, self.seed, self.objects = split, seed, (int(lo), int(hi))
         self.split_id, default_size = SPLITS[split]
         self.size = default_size if size is None else int(size)
-        opts = [f"size={self.size}"] * (self.size != default_size) + [f"seed={seed}"] * (seed != 0)
+        spread = f"{lo}-{hi}" if lo != hi else f"{lo}"
+        opts = ([f"size={self.size}"] * (self.size != default_size) + [f"seed={seed}"] * (seed != 0)
+                + [f"objects={spread}"] * (self.objects != OBJECTS))
         self.name = f"synthetic:{split}" + ("?" + "&".join(opts) if opts else "")
 
     def __len__(self) -> int:
@@ -197,23 +212,26 @@ class SyntheticDataset(Dataset):
 
     def load(self, index: int) -> Sample:
         rng = np.random.default_rng([self.seed, self.split_id, index])
-        image, target, caption = make_scene(rng)
+        image, target, caption = make_scene(rng, objects=self.objects)
         sid = self.sample_id(index)
         return Sample(image, target, caption, sid, f"{self.name}#{index}")
 
 
 def _synthetic(arg: str | None) -> SyntheticDataset:
-    """``synthetic[:SPLIT][?size=N&seed=S]``: e.g. ``synthetic:train?size=10000`` for more training scenes."""
+    """``synthetic[:SPLIT][?size=N&seed=S&objects=K|LO-HI]``: e.g. ``synthetic:train?size=10000`` for more
+    training scenes, ``synthetic:val?objects=1`` for one-object scenes."""
     split, _, query = (arg or "train").partition("?")
-    opts = query_options(query, "synthetic", {"size": "N", "seed": "S"})
+    opts = query_options(query, "synthetic", {"size": "N", "seed": "S", "objects": "K|LO-HI"})
     try:
         size = int(opts["size"]) if "size" in opts else None
         seed = int(opts.get("seed", 0))
+        lo, _, hi = opts.get("objects", f"{OBJECTS[0]}-{OBJECTS[1]}").partition("-")
+        objects = (int(lo), int(hi or lo))
     except ValueError as e:
-        raise DatasetError(f"synthetic options must be integers, got {query!r}") from e
+        raise DatasetError(f"synthetic options must be integers (objects: K or LO-HI), got {query!r}") from e
     if size is not None and size < 1:
         raise DatasetError(f"synthetic size must be >= 1, got {size}")
-    return SyntheticDataset(split or "train", seed=seed, size=size)
+    return SyntheticDataset(split or "train", seed=seed, size=size, objects=objects)
 
 
 register_dataset("synthetic", _synthetic)

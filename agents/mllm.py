@@ -24,11 +24,6 @@ from hlmat_env.render import overlay_mask
 SETTINGS_FILE = "hlmat.json"
 """Written next to a fine-tuned model by ``hlmat sft``: the codec it was trained with (``{"coords": ...}``)."""
 
-PROMPT_ORDERS = ("image-first", "text-first")
-"""Where the image goes in the user turn: before the instruction (SegAgent's and most VLMs' order) or after it.
-With the text first, a causal language model's image tokens can attend to the description (a small model
-trained from scratch can then match words to regions in the image tokens themselves)."""
-
 DEFAULT_CODEC = {"qwen2_vl": "qwen2", "qwen3_vl": "qwen3", "qwen2_5_vl": "qwen25", "llava": "llava"}
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -64,12 +59,9 @@ def load_vlm(path: str | Path, *, device: str = "cpu", dtype: str = "auto", trus
     return model.to(device).eval(), processor
 
 
-def user_turn(instruction: str, prompt_order: str = "image-first") -> dict[str, Any]:
-    """The chat message of one step: the overlay image and ``instruction`` in ``prompt_order``."""
-    if prompt_order not in PROMPT_ORDERS:
-        raise ValueError(f"prompt_order must be one of {list(PROMPT_ORDERS)}, got {prompt_order!r}")
-    parts = [{"type": "image"}, {"type": "text", "text": instruction}]
-    return {"role": "user", "content": parts if prompt_order == "image-first" else parts[::-1]}
+def user_turn(instruction: str) -> dict[str, Any]:
+    """The chat message of one step: the overlay image, then ``instruction`` (SegAgent's order)."""
+    return {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": instruction}]}
 
 
 def resize_rule(processor: Any):
@@ -89,8 +81,6 @@ class MLLMAgent(Agent):
         path: local model folder (Hugging Face layout, processor included).
         coords: codec name (``segagent-qwen``, ``qwen2``, ``qwen3``, ``qwen25``, ``llava``) or a Codec; None
             reads ``hlmat.json`` in the folder (written by ``hlmat sft``), else picks by model type.
-        prompt_order: ``"image-first"`` or ``"text-first"`` (:data:`PROMPT_ORDERS`); None reads ``hlmat.json``,
-            else image first.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``... or ``"auto"`` (CUDA when available).
         dtype: ``"auto"``, ``"float32"``, ``"bfloat16"`` or ``"float16"``.
         max_new_tokens: generation budget per answer.
@@ -101,21 +91,18 @@ class MLLMAgent(Agent):
     name = "mllm"
 
     def __init__(self, path: str | Path, coords: str | Codec | None = None, device: str = "cpu", dtype: str = "auto",
-                 max_new_tokens: int = 32, temperature: float = 1.0, trust_remote_code: bool = False,
-                 prompt_order: str | None = None):
+                 max_new_tokens: int = 32, temperature: float = 1.0, trust_remote_code: bool = False):
         import torch
 
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.path, self.device = Path(path), device
         self.model, self.processor = load_vlm(path, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
-        settings_file = self.path / SETTINGS_FILE
-        settings = json.loads(settings_file.read_text()) if settings_file.is_file() else {}
         if coords is None:
-            coords = settings.get("coords") or DEFAULT_CODEC.get(getattr(self.model.config, "model_type", ""),
-                                                                 "segagent-qwen")
-        self.prompt_order = prompt_order or settings.get("prompt_order", "image-first")
-        user_turn("", self.prompt_order)  # validates
+            settings = self.path / SETTINGS_FILE
+            model_type = getattr(self.model.config, "model_type", "")
+            coords = (json.loads(settings.read_text())["coords"] if settings.is_file()
+                      else DEFAULT_CODEC.get(model_type, "segagent-qwen"))
         if coords == "qwen25":
             coords = get_codec("qwen25", resize=resize_rule(self.processor))
         self.codec = get_codec(coords)
@@ -130,7 +117,7 @@ class MLLMAgent(Agent):
         from PIL import Image
 
         image = Image.fromarray(overlay_mask(env.image, env.mask))
-        messages = [user_turn(build_instruction(env.caption), self.prompt_order)]
+        messages = [user_turn(build_instruction(env.caption))]
         text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         return text, image
 

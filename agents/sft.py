@@ -92,17 +92,14 @@ class SFTCollator:
 
     Args:
         processor: the model's multimodal processor (chat template, image processor, tokenizer).
-        prompt_order: image before or after the instruction (:data:`agents.mllm.PROMPT_ORDERS`).
     """
 
-    def __init__(self, processor: Any, prompt_order: str = "image-first"):
+    def __init__(self, processor: Any):
         self.processor = processor
-        user_turn("", prompt_order)  # validates
-        self.prompt_order = prompt_order
 
     def texts(self, s: SFTSample) -> tuple[str, str]:
         """``(prompt text, prompt + answer text)`` in the model's chat template."""
-        user = user_turn(s.instruction, self.prompt_order)
+        user = user_turn(s.instruction)
         answer = {"role": "assistant", "content": [{"type": "text", "text": s.answer}]}
         prompt = self.processor.apply_chat_template([user], add_generation_prompt=True, tokenize=False)
         full = self.processor.apply_chat_template([user, answer], tokenize=False)
@@ -153,16 +150,13 @@ class SFTCollator:
 
 def sft(data: str | Path, model_path: str | Path, out: str | Path, *, coords: str = "segagent-qwen",
         epochs: float = 3.0, batch_size: int = 4, lr: float = 1e-3, save_steps: int = 200, resume: bool = False,
-        max_length: int | None = None, device: str = "cpu", seed: int = 0, logging_steps: int = 20,
-        prompt_order: str = "image-first") -> Path:
+        max_length: int | None = None, device: str = "cpu", seed: int = 0, logging_steps: int = 20) -> Path:
     """Fine-tune ``model_path`` on the export in ``data`` and save the result to ``out``.
 
     Args:
         coords: the codec the answers were written with; stored in ``out/hlmat.json`` for ``MLLMAgent``.
         max_length: drop (never truncate) samples longer than this many tokens; None keeps all.
         resume: continue from the last checkpoint in ``out/checkpoints`` (a fresh start when there is none).
-        prompt_order: image before or after the instruction (:data:`agents.mllm.PROMPT_ORDERS`); stored in
-            ``out/hlmat.json`` too, so that ``MLLMAgent`` asks the way the model was trained.
     Returns:
         ``out``, a folder that loads like the original checkpoint.
     """
@@ -172,7 +166,7 @@ def sft(data: str | Path, model_path: str | Path, out: str | Path, *, coords: st
     samples = load_samples(data)
     model, processor = load_vlm(model_path, device=device, dtype="float32")
     model.train()
-    collator = SFTCollator(processor, prompt_order)
+    collator = SFTCollator(processor)
     if max_length is not None:
         kept = [s for s in samples if len(collator.encode(s)["input_ids"]) <= max_length]
         log.warning("dropped %d of %d samples longer than %d tokens", len(samples) - len(kept), len(samples),
@@ -187,8 +181,7 @@ def sft(data: str | Path, model_path: str | Path, out: str | Path, *, coords: st
         report_to=[], remove_unused_columns=False, dataloader_num_workers=0, seed=seed,
         use_cpu=device == "cpu", disable_tqdm=True,
     )
-    settings = {"coords": coords, "prompt_order": prompt_order, "base_model": str(model_path),
-                "samples": len(samples)}
+    settings = {"coords": coords, "base_model": str(model_path), "samples": len(samples)}
     trainer = Trainer(model=model, args=args, train_dataset=_EncodedDataset(samples, collator), data_collator=collator,
                       callbacks=[_loadable_checkpoints(processor, settings)])
     has_ckpt = ckpt_dir.is_dir() and any(ckpt_dir.glob("checkpoint-*"))

@@ -80,8 +80,6 @@ def main() -> None:
     p.add_argument("--layers", type=int, default=4, help="text layers of a fresh model (default: 4)")
     p.add_argument("--init", type=Path, default=None, help="start from this checkpoint (default: a fresh model)")
     p.add_argument("--save", type=Path, default=None, help="write the trained model and processor to this folder")
-    p.add_argument("--prompt-order", choices=("image-first", "text-first"), default="image-first",
-                   help="the image before the instruction (default, SegAgent's order) or after it")
     p.add_argument("--sft-schedule", action="store_true",
                    help="optimise as hlmat sft's Trainer does: 5%% linear warm-up, cosine decay, gradients clipped "
                         "at norm 1.0 (default: a constant learning rate, no clipping)")
@@ -94,7 +92,7 @@ def main() -> None:
         size = TinySize(hidden=args.hidden, layers=args.layers, image_tokens=64)  # default: the README's SFT model
         start = args.init if args.init is not None else build_tiny_vlm(tmp / "model", "llava", size=size)
         model, processor = load_vlm(start, dtype="float32")
-        collator = SFTCollator(processor, args.prompt_order)
+        collator = SFTCollator(processor)
         (tmp / "images").mkdir()
         items = [collator.encode(s) for s in make_samples(args.task, args.samples, tmp / "images", rng)]
     train, held = items[:-HELD_OUT], collator(items[-HELD_OUT:])

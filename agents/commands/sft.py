@@ -16,10 +16,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--coords", default="segagent-qwen",
                    help="codec the export was written with (as given to hlmat export; default: segagent-qwen)")
-    p.add_argument("--prompt-order", choices=("image-first", "text-first"), default="image-first",
-                   help="the image before the instruction (default: SegAgent's order) or after it (lets a small "
-                        "model trained from scratch read the description into its image tokens); saved in "
-                        "hlmat.json for the agent")
     p.add_argument("--epochs", type=float, default=3.0, help="epochs (default: 3)")
     p.add_argument("--batch-size", type=int, default=4, help="batch size (default: 4)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate, cosine decay (default: 1e-3; "
@@ -37,6 +33,6 @@ def run(args: argparse.Namespace) -> int:
 
     out = sft(args.data, args.model, args.out, coords=args.coords, epochs=args.epochs, batch_size=args.batch_size,
               lr=args.lr, save_steps=args.save_steps, resume=args.resume, max_length=args.max_length,
-              device=args.device, seed=args.seed, prompt_order=args.prompt_order)
+              device=args.device, seed=args.seed)
     print(f"saved the fine-tuned model to {out}")
     return 0

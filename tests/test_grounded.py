@@ -116,3 +116,40 @@ def test_trunk_flips_average_the_flipped_passes():
     assert torch.allclose(p_m, p.flip(-1), atol=1e-5) and torch.allclose(est_m, est, atol=1e-5)
     with pytest.raises(ValueError, match="flips"):
         GroundedClickNet(env.observation_space, prm_config=SMALL.to_dict(), grid=8, flips=5)
+
+
+def test_place_in_cell_moves_a_click_to_its_side_of_the_mask_where_the_map_agrees():
+    from agents.ppo.agent import cell_max_outside, place_in_cell
+    from hlmat_env.actions import Click
+
+    mask = np.zeros((8, 8), bool)
+    mask[:, :3] = True  # columns 0-2 are inside
+    target_map = np.tile(np.linspace(1.0, 0.0, 8), (8, 1)).astype(np.float32)  # falls from left to right
+    # grid 2: cell (0, 0) is rows 0-3, cols 0-3; its only pixels outside the mask are in column 3
+    assert place_in_cell(Click(1, 1, True), 2, mask, target_map) == Click(3, 0, True)
+    # a negative click goes inside the mask, where the map is lowest: column 2
+    assert place_in_cell(Click(3, 1, False), 2, mask, target_map) == Click(2, 0, False)
+    # no pixel of the cell on the click's side: the click stays where it was
+    assert place_in_cell(Click(6, 6, False), 2, mask, target_map) == Click(6, 6, False)
+    best = cell_max_outside(mask, target_map, 2)
+    assert best.shape == (2, 2) and best[0, 0] == pytest.approx(target_map[0, 3]) and best[0, 1] == pytest.approx(
+        target_map[0, 4])
+    mask[:4, :4] = True
+    assert cell_max_outside(mask, target_map, 2)[0, 0] == -np.inf  # the whole cell is inside
+
+
+def test_the_positive_threshold_gates_refinement_clicks_only(tmp_path):
+    prm_path = save_prm(PRMNet(SMALL), tmp_path / "prm.pt")
+    path = train(TRAIN, DiscSegmenter(), tmp_path / "run", timesteps=0, subproc=False, size=32, grid=8, width=8,
+                 progress=False, trunk=str(prm_path), max_clicks=3)
+    env = gym.make("HLMATEnv-v0", dataset=VAL, segmenter=DiscSegmenter()).unwrapped
+    obs, _ = env.reset(seed=0)
+    gated = PPOAgent(path, place="map", positive_threshold=1.01)  # no map value reaches it
+    assert gated.probabilities(obs, env)[:64].sum() > 0  # empty mask: the first click is never gated
+    obs, *_ = env.step(env.expert_action())
+    p = gated.probabilities(obs, env)
+    assert p[:64].sum() == 0 and p[64:].sum() == pytest.approx(1.0)  # only negative clicks and finish remain
+    with pytest.raises(ValueError, match="place='map'"):
+        PPOAgent(path, positive_threshold=0.5)
+    with pytest.raises(ValueError, match="no PRM trunk"):
+        PPOAgent(None, place="map")

@@ -135,6 +135,7 @@ class GroundedClickNet(BaseFeaturesExtractor):
         x = observations["image"]
         n = len(x)
         p, est, logits = self.ground(observations)
+        self.last_target_map = p.detach()  # read by PPOAgent to place a click inside its cell
         if p.shape[-1] != self.size:
             p = F.interpolate(p, size=self.size, mode="bilinear", align_corners=False)
         m = x[:, 3:4]

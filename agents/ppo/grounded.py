@@ -55,6 +55,10 @@ class GroundedClickNet(BaseFeaturesExtractor):
         flips: the target map and the PRM estimate are averaged over this many flips (1-4) of image and caption
             (test-time augmentation, as :class:`agents.prm.LearnedPRM` does; 4 costs 4 trunk passes). Not saved
             as a weight: set ``flips`` on a loaded policy (``PPOAgent(..., trunk_flips=4)``).
+
+    Attributes:
+        last_target_map: the target map ``(N, 1, T, T)`` of the latest forward pass (no gradient); ``PPOAgent``
+            reads it to place a click inside its cell without a second trunk pass.
     """
 
     caption_code = "hashed"
@@ -135,7 +139,7 @@ class GroundedClickNet(BaseFeaturesExtractor):
         x = observations["image"]
         n = len(x)
         p, est, logits = self.ground(observations)
-        self.last_target_map = p.detach()  # read by PPOAgent to place a click inside its cell
+        self.last_target_map = p.detach()
         if p.shape[-1] != self.size:
             p = F.interpolate(p, size=self.size, mode="bilinear", align_corners=False)
         m = x[:, 3:4]

@@ -157,12 +157,10 @@ def greedy_action(p: np.ndarray, finish: bool) -> int:
 def place_in_cell(click: Click, grid: int, mask: np.ndarray, target_map: np.ndarray) -> Click:
     """``click`` moved inside its grid cell to the pixel on its side of ``mask`` (outside it for a positive
     click, inside for a negative one) where ``target_map`` (the policy's own predicted target, any square size,
-    resized to the mask's) is highest (positive) or lowest (negative); the cell's centre when no pixel of the
-    cell lies on that side. Why: the errors left after the first clicks are thin bands along the boundary, a
+    resized to the mask's) is highest (positive) or lowest (negative); unchanged when no pixel of the cell lies
+    on that side. Why: the errors left after the first clicks are thin bands along the boundary, a
     cell is 5x4 pixels, and a positive click one or two pixels outside the object makes the segmenter grab
     background (a one-off count on synthetic:val: such clicks cost 0.16 IoU each)."""
-    import cv2
-
     h, w = mask.shape
     cols, rows = np.arange(w) * grid // w, np.arange(h) * grid // h
     col, row = min(grid - 1, click.x * grid // w), min(grid - 1, click.y * grid // h)
@@ -171,7 +169,7 @@ def place_in_cell(click: Click, grid: int, mask: np.ndarray, target_map: np.ndar
     side = ~cell_mask if click.positive else cell_mask
     if not side.any():
         return click
-    score = cv2.resize(target_map.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)[np.ix_(ys, xs)]
+    score = _full_size(target_map, h, w)[np.ix_(ys, xs)]
     score = np.where(side, score if click.positive else -score, -np.inf)
     r, c = np.unravel_index(int(np.argmax(score)), score.shape)
     return Click(int(xs[c]), int(ys[r]), click.positive)
@@ -181,13 +179,17 @@ def cell_max_outside(mask: np.ndarray, target_map: np.ndarray, grid: int) -> np.
     """Per grid cell, the highest ``target_map`` value (resized to the mask's size) over the cell's pixels outside
     ``mask``: float ``(grid, grid)``, -inf where the whole cell is inside. What :func:`place_in_cell` would reach
     with a positive click there."""
-    import cv2
-
     h, w = mask.shape
     if h < grid or w < grid:
         return np.full((grid, grid), np.inf)  # cells narrower than a pixel: no gate
-    score = cv2.resize(target_map.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-    score = np.where(mask.astype(bool), -np.inf, score)
+    score = np.where(mask.astype(bool), -np.inf, _full_size(target_map, h, w))
     row_starts = np.searchsorted(np.arange(h) * grid // h, np.arange(grid))
     col_starts = np.searchsorted(np.arange(w) * grid // w, np.arange(grid))
     return np.maximum.reduceat(np.maximum.reduceat(score, row_starts, axis=0), col_starts, axis=1)
+
+
+def _full_size(target_map: np.ndarray, h: int, w: int) -> np.ndarray:
+    """A square target map resized (bilinear) to ``h x w`` pixels."""
+    import cv2
+
+    return cv2.resize(target_map.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)

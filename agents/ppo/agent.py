@@ -109,8 +109,9 @@ class PPOAgent(Agent):
         o, _ = self.model.policy.obs_to_tensor(self.observation(obs, env))
         with torch.no_grad():
             p = self.model.policy.get_distribution(o).distribution.probs[0].double().numpy()
-        if self.place == "map":
-            self._map = self.model.policy.features_extractor.last_target_map[0, 0].numpy()
+        if self.place == "map":  # the map at image size, for the gate here and place_in_cell in _decision
+            self._map = full_size(self.model.policy.features_extractor.last_target_map[0, 0].numpy(),
+                                  *env.mask.shape)
             if self.positive_threshold > 0 and np.any(env.mask):  # refinement clicks only
                 g = self.cfg["grid"]
                 weak = cell_max_outside(env.mask, self._map, g) < self.positive_threshold
@@ -156,39 +157,44 @@ def greedy_action(p: np.ndarray, finish: bool) -> int:
 
 def place_in_cell(click: Click, grid: int, mask: np.ndarray, target_map: np.ndarray) -> Click:
     """``click`` moved inside its grid cell to the pixel on its side of ``mask`` (outside it for a positive
-    click, inside for a negative one) where ``target_map`` (the policy's own predicted target, any square size,
-    resized to the mask's) is highest (positive) or lowest (negative); unchanged when no pixel of the cell lies
-    on that side. Why: the errors left after the first clicks are thin bands along the boundary, a
+    click, inside for a negative one) where ``target_map`` (the policy's own predicted target at the mask's
+    size, :func:`full_size`) is highest (positive) or lowest (negative); unchanged when no pixel of the cell
+    lies on that side. Why: the errors left after the first clicks are thin bands along the boundary, a
     cell is 5x4 pixels, and a positive click one or two pixels outside the object makes the segmenter grab
     background (a one-off count on synthetic:val: such clicks cost 0.16 IoU each)."""
     h, w = mask.shape
-    cols, rows = np.arange(w) * grid // w, np.arange(h) * grid // h
-    col, row = min(grid - 1, click.x * grid // w), min(grid - 1, click.y * grid // h)
-    xs, ys = np.flatnonzero(cols == col), np.flatnonzero(rows == row)
+    row, col = divmod(click_to_cell(click, grid, w, h) % grid**2, grid)
+    rows, cols = _pixel_cells(h, w, grid)
+    ys, xs = np.flatnonzero(rows == row), np.flatnonzero(cols == col)
     cell_mask = mask[np.ix_(ys, xs)].astype(bool)
     side = ~cell_mask if click.positive else cell_mask
     if not side.any():
         return click
-    score = _full_size(target_map, h, w)[np.ix_(ys, xs)]
+    score = target_map[np.ix_(ys, xs)]
     score = np.where(side, score if click.positive else -score, -np.inf)
     r, c = np.unravel_index(int(np.argmax(score)), score.shape)
     return Click(int(xs[c]), int(ys[r]), click.positive)
 
 
 def cell_max_outside(mask: np.ndarray, target_map: np.ndarray, grid: int) -> np.ndarray:
-    """Per grid cell, the highest ``target_map`` value (resized to the mask's size) over the cell's pixels outside
+    """Per grid cell, the highest ``target_map`` value (at the mask's size) over the cell's pixels outside
     ``mask``: float ``(grid, grid)``, -inf where the whole cell is inside. What :func:`place_in_cell` would reach
     with a positive click there."""
     h, w = mask.shape
     if h < grid or w < grid:
         return np.full((grid, grid), np.inf)  # cells narrower than a pixel: no gate
-    score = np.where(mask.astype(bool), -np.inf, _full_size(target_map, h, w))
-    row_starts = np.searchsorted(np.arange(h) * grid // h, np.arange(grid))
-    col_starts = np.searchsorted(np.arange(w) * grid // w, np.arange(grid))
+    score = np.where(mask.astype(bool), -np.inf, target_map)
+    rows, cols = _pixel_cells(h, w, grid)
+    row_starts, col_starts = np.searchsorted(rows, np.arange(grid)), np.searchsorted(cols, np.arange(grid))
     return np.maximum.reduceat(np.maximum.reduceat(score, row_starts, axis=0), col_starts, axis=1)
 
 
-def _full_size(target_map: np.ndarray, h: int, w: int) -> np.ndarray:
+def _pixel_cells(h: int, w: int, grid: int) -> tuple[np.ndarray, np.ndarray]:
+    """The grid row of every pixel row and the grid column of every pixel column (as :func:`click_to_cell`)."""
+    return np.arange(h) * grid // h, np.arange(w) * grid // w
+
+
+def full_size(target_map: np.ndarray, h: int, w: int) -> np.ndarray:
     """A square target map resized (bilinear) to ``h x w`` pixels."""
     import cv2
 

@@ -1,0 +1,69 @@
+"""Where do an agent's clicks after the first one land, on the scenes where its first click hit?
+
+A diagnostic, not an agent: it reads each sample's target from the dataset *after* every click, only to
+classify that click (positive/negative, inside/outside the mask and the target, a repeat of an earlier
+click or new) and to record its IoU change and its distance to the target's boundary. The agent never sees it.
+
+    python examples/click_diagnosis.py --agent mllm:runs/s9/tiny_c4 --agent-kwargs '{"coords": "qwen2"}'
+"""
+import argparse
+import collections
+import json
+
+import cv2
+import gymnasium as gym
+import numpy as np
+import torch
+
+import hlmat_env  # noqa: F401  (registers HLMATEnv-v0)
+from agents.base import make_agent
+from hlmat_env.actions import decode_action
+from hlmat_env.datasets import make_dataset
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--agent", required=True)
+    p.add_argument("--agent-kwargs", default="{}", help="JSON keyword arguments of the agent")
+    p.add_argument("--dataset", default="synthetic:val")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--max-clicks", type=int, default=5)
+    p.add_argument("--hit", type=float, default=0.2, help="IoU after the first click that counts as a hit")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    env = gym.make("HLMATEnv-v0", dataset=args.dataset, max_clicks=args.max_clicks)
+    data, u = make_dataset(args.dataset), env.unwrapped
+    agent = make_agent(args.agent, **json.loads(args.agent_kwargs))
+    counts, deltas, dists = collections.Counter(), collections.defaultdict(list), collections.defaultdict(list)
+    for i in range(min(args.limit, len(data))):
+        target = data[i].target > 0
+        obs, info = env.reset(seed=i, options={"index": i})
+        agent.reset(u)
+        first_iou, earlier = None, []
+        for _ in range(args.max_clicks):
+            d = agent.act(obs, u)
+            if d.action is None or int(d.action[0]) == 2:  # invalid or finish
+                break
+            h, w = u.mask.shape
+            c = decode_action(d.action, w, h, u.coord_bins)
+            in_mask, in_target, before = bool(u.mask[c.y, c.x]), bool(target[c.y, c.x]), info["iou"]
+            obs, _, terminated, truncated, info = env.step(d.action)
+            if first_iou is None:
+                first_iou = info["iou"]
+            elif first_iou > args.hit:
+                key = ("pos" if c.positive else "neg", "in_mask" if in_mask else "out_mask",
+                       "in_target" if in_target else "out_target", "repeat" if (c.x, c.y) in earlier else "new")
+                side = target if in_target else ~target
+                counts[key] += 1
+                deltas[key].append(info["iou"] - before)
+                dists[key].append(float(cv2.distanceTransform(side.astype(np.uint8), cv2.DIST_L2, 3)[c.y, c.x]))
+            earlier.append((c.x, c.y))
+            if terminated or truncated:
+                break
+    for key in sorted(counts):
+        print(" ".join(key), counts[key], f"dIoU sum {np.sum(deltas[key]):+.3f} mean {np.mean(deltas[key]):+.4f},",
+              f"px to the target boundary median {np.median(dists[key]):.1f}")
+
+
+if __name__ == "__main__":
+    main()

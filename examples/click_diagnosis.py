@@ -1,8 +1,10 @@
-"""Where do an agent's clicks after the first one land, on the scenes where its first click hit?
+"""Where do an agent's clicks land: the first one relative to the target, the later ones on the scenes it hit?
 
 A diagnostic, not an agent: it reads each sample's target from the dataset *after* every click, only to
-classify that click (positive/negative, inside/outside the mask and the target, a repeat of an earlier
-click or new) and to record its IoU change and its distance to the target's boundary. The agent never sees it.
+classify that click and to record its IoU change and its distance to the target. The first click: inside the
+target, a near miss (outside, within ``--near`` pixels of it) or elsewhere, with the mean IoU it gives. Each
+later click on a scene whose first click hit (IoU above ``--hit``): positive/negative, inside/outside the
+mask and the target, a repeat of an earlier click or new. The agent never sees the target.
 
     python examples/click_diagnosis.py --agent mllm:runs/s9/tiny_c4 --agent-kwargs '{"coords": "qwen2"}'
 """
@@ -29,12 +31,14 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--max-clicks", type=int, default=5)
     p.add_argument("--hit", type=float, default=0.2, help="IoU after the first click that counts as a hit")
+    p.add_argument("--near", type=float, default=5.0, help="pixels from the target that count as a near miss")
     args = p.parse_args()
     torch.set_num_threads(1)
     env = gym.make("HLMATEnv-v0", dataset=args.dataset, max_clicks=args.max_clicks)
     data, u = make_dataset(args.dataset), env.unwrapped
     agent = make_agent(args.agent, **json.loads(args.agent_kwargs))
     counts, deltas, dists = collections.Counter(), collections.defaultdict(list), collections.defaultdict(list)
+    first = collections.defaultdict(list)  # where the first click landed -> IoU@1 of each
     for i in range(min(args.limit, len(data))):
         target = data[i].target > 0
         obs, info = env.reset(seed=i, options={"index": i})
@@ -50,6 +54,9 @@ def main() -> None:
             obs, _, terminated, truncated, info = env.step(d.action)
             if first_iou is None:
                 first_iou = info["iou"]
+                gap = float(cv2.distanceTransform((~target).astype(np.uint8), cv2.DIST_L2, 3)[c.y, c.x])
+                where = "in the target" if in_target else "near miss" if gap <= args.near else "elsewhere"
+                first[where].append(first_iou)
             elif first_iou > args.hit:
                 key = ("pos" if c.positive else "neg", "in_mask" if in_mask else "out_mask",
                        "in_target" if in_target else "out_target", "repeat" if (c.x, c.y) in earlier else "new")
@@ -60,6 +67,9 @@ def main() -> None:
             earlier.append((c.x, c.y))
             if terminated or truncated:
                 break
+    for where in ("in the target", "near miss", "elsewhere"):
+        ious = first[where]
+        print(f"first click {where}: {len(ious)}, mean IoU@1 {np.mean(ious) if ious else float('nan'):.3f}")
     for key in sorted(counts):
         print(" ".join(key), counts[key], f"dIoU sum {np.sum(deltas[key]):+.3f} mean {np.mean(deltas[key]):+.4f},",
               f"px to the target boundary median {np.median(dists[key]):.1f}")

@@ -39,6 +39,14 @@ def test_train_ppo(tmp_path):
     assert f"| ppo:{tmp_path}/model.zip |" in out  # the saved model loads and is benchmarked
 
 
+def test_click_diagnosis_places_the_oracles_clicks():
+    """The robot user's first click lies inside the target by construction, and its later clicks are never
+    repeats; the diagnosis must say so."""
+    out = _run("click_diagnosis.py", "--agent", "oracle", "--limit", "3", "--max-clicks", "3")
+    assert "first click in the target: 3," in out and "first click near miss: 0," in out, out
+    assert "first click elsewhere: 0," in out and " repeat " not in out, out
+
+
 def test_segmenter_sensitivity():
     out = _run("segmenter_sensitivity.py", "--dataset", "synthetic:val", "--limit", "2", "--configs", "2")
     rows = [line for line in out.splitlines() if line.startswith("| ") and "NoC@85" not in line]

@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "compare": "compare",
     "tiny-vlm": "tiny_vlm",
     "sft": "sft",
+    "average": "average",
 }
 
 

@@ -42,7 +42,8 @@ def average_models(sources: Sequence[str | Path], out: str | Path) -> Path:
             raise CheckpointError(f"{src} has other parameters than {sources[0]} (e.g. {diff})")
         for k, v in state.items():
             if v.shape != reference[k].shape:
-                raise CheckpointError(f"{src}: {k} has shape {tuple(v.shape)}, {sources[0]} {tuple(reference[k].shape)}")
+                raise CheckpointError(f"{src}: {k} has shape {tuple(v.shape)}, "
+                                      f"{sources[0]} {tuple(reference[k].shape)}")
             if k in total:
                 total[k] += v.float()
             elif not torch.equal(v, reference[k]):

@@ -28,6 +28,9 @@ def average_models(sources: Sequence[str | Path], out: str | Path) -> Path:
 
     if len(sources) < 2:
         raise CheckpointError(f"averaging needs at least two model folders, got {len(sources)}")
+    missing = [str(s) for s in sources if not (Path(s) / "config.json").is_file()]
+    if missing:  # before loading anything: a real model takes minutes to load
+        raise CheckpointError(f"no model folder (config.json missing) at: {', '.join(missing)}")
     codecs = {c for c in map(_codec_of, map(Path, sources)) if c is not None}  # None: no hlmat.json
     if len(codecs) > 1:
         raise CheckpointError(f"the models were fine-tuned with different coordinate codecs: {sorted(codecs)}")

@@ -42,5 +42,7 @@ def test_incompatible_models_are_refused(two_models, tmp_path):
     (other / SETTINGS_FILE).write_text(json.dumps({"coords": "llava"}))
     with pytest.raises(CheckpointError, match="different coordinate codecs"):
         average_models([two_models[0], other], tmp_path / "bad")
+    with pytest.raises(CheckpointError, match="config.json missing"):
+        average_models([two_models[0], tmp_path / "nowhere"], tmp_path / "bad")
     with pytest.raises(CheckpointError, match="at least two"):
         average_models([two_models[0]], tmp_path / "bad")

@@ -28,6 +28,19 @@ DEFAULT_CODEC = {"qwen2_vl": "qwen2", "qwen3_vl": "qwen3", "qwen2_5_vl": "qwen25
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
+def saved_codec(folder: str | Path) -> str | None:
+    """The codec recorded in ``folder/hlmat.json`` (None when the folder has no such file or no codec)."""
+    settings = Path(folder) / SETTINGS_FILE
+    return json.loads(settings.read_text()).get("coords") if settings.is_file() else None
+
+
+def complete_model_folder(folder: str | Path, processor: Any, settings: dict[str, Any]) -> None:
+    """Make a saved model folder loadable by ``mllm:FOLDER``: the processor and ``hlmat.json`` (the codec)
+    next to the weights."""
+    processor.save_pretrained(folder)
+    (Path(folder) / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+
+
 def load_vlm(path: str | Path, *, device: str = "cpu", dtype: str = "auto", trust_remote_code: bool = False):
     """Load ``(model, processor)`` from a local folder, checking that the processor handles images.
 
@@ -99,10 +112,8 @@ class MLLMAgent(Agent):
         self.path, self.device = Path(path), device
         self.model, self.processor = load_vlm(path, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
         if coords is None:
-            settings = self.path / SETTINGS_FILE
             model_type = getattr(self.model.config, "model_type", "")
-            coords = (json.loads(settings.read_text())["coords"] if settings.is_file()
-                      else DEFAULT_CODEC.get(model_type, "segagent-qwen"))
+            coords = saved_codec(self.path) or DEFAULT_CODEC.get(model_type, "segagent-qwen")
         if coords == "qwen25":
             coords = get_codec("qwen25", resize=resize_rule(self.processor))
         self.codec = get_codec(coords)

@@ -8,11 +8,10 @@ at a time besides the running sum; integer buffers must agree across models and 
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
-from agents.mllm import SETTINGS_FILE, load_vlm
+from agents.mllm import complete_model_folder, load_vlm, saved_codec
 from hlmat_env.errors import CheckpointError
 
 
@@ -31,7 +30,7 @@ def average_models(sources: Sequence[str | Path], out: str | Path) -> Path:
     missing = [str(s) for s in sources if not (Path(s) / "config.json").is_file()]
     if missing:  # before loading anything: a real model takes minutes to load
         raise CheckpointError(f"no model folder (config.json missing) at: {', '.join(missing)}")
-    codecs = {c for c in map(_codec_of, map(Path, sources)) if c is not None}  # None: no hlmat.json
+    codecs = {c for c in map(saved_codec, sources) if c is not None}  # None: no hlmat.json
     if len(codecs) > 1:
         raise CheckpointError(f"the models were fine-tuned with different coordinate codecs: {sorted(codecs)}")
     first, processor = load_vlm(sources[0], dtype="float32")
@@ -56,14 +55,8 @@ def average_models(sources: Sequence[str | Path], out: str | Path) -> Path:
                            for k, v in reference.items()})
     out = Path(out)
     first.save_pretrained(out)
-    processor.save_pretrained(out)
     settings = {"averaged_from": [str(s) for s in sources]}
     if codecs:
         settings["coords"] = codecs.pop()
-    (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+    complete_model_folder(out, processor, settings)
     return out
-
-
-def _codec_of(folder: Path) -> str | None:
-    settings = folder / SETTINGS_FILE
-    return json.loads(settings.read_text()).get("coords") if settings.is_file() else None

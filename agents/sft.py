@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agents.mllm import SETTINGS_FILE, load_vlm, user_turn
+from agents.mllm import complete_model_folder, load_vlm, user_turn
 from hlmat_env.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -187,14 +187,8 @@ def sft(data: str | Path, model_path: str | Path, out: str | Path, *, coords: st
     has_ckpt = ckpt_dir.is_dir() and any(ckpt_dir.glob("checkpoint-*"))
     trainer.train(resume_from_checkpoint=True if resume and has_ckpt else None)
     trainer.save_model(str(out))
-    _complete_folder(out, processor, settings)
+    complete_model_folder(out, processor, settings)
     return out
-
-
-def _complete_folder(folder: Path, processor: Any, settings: dict[str, Any]) -> None:
-    """Make a saved model folder loadable by ``mllm:FOLDER``: the processor and the codec next to the weights."""
-    processor.save_pretrained(folder)
-    (folder / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
 
 
 def _loadable_checkpoints(processor: Any, settings: dict[str, Any]):
@@ -207,7 +201,7 @@ def _loadable_checkpoints(processor: Any, settings: dict[str, Any]):
         def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if folder.is_dir():
-                _complete_folder(folder, processor, settings)
+                complete_model_folder(folder, processor, settings)
 
     return LoadableCheckpoints()
 

@@ -23,6 +23,11 @@ from hlmat_env.actions import decode_action
 from hlmat_env.datasets import make_dataset
 
 
+def distance_px(region: np.ndarray, x: int, y: int) -> float:
+    """Euclidean pixels from (x, y), a pixel of ``region``, to the nearest pixel outside it."""
+    return float(cv2.distanceTransform(region.astype(np.uint8), cv2.DIST_L2, 3)[y, x])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--agent", required=True)
@@ -54,16 +59,15 @@ def main() -> None:
             obs, _, terminated, truncated, info = env.step(d.action)
             if first_iou is None:
                 first_iou = info["iou"]
-                gap = float(cv2.distanceTransform((~target).astype(np.uint8), cv2.DIST_L2, 3)[c.y, c.x])
+                gap = distance_px(~target, c.x, c.y)  # 0 inside the target
                 where = "in the target" if in_target else "near miss" if gap <= args.near else "elsewhere"
                 first[where].append(first_iou)
             elif first_iou > args.hit:
                 key = ("pos" if c.positive else "neg", "in_mask" if in_mask else "out_mask",
                        "in_target" if in_target else "out_target", "repeat" if (c.x, c.y) in earlier else "new")
-                side = target if in_target else ~target
                 counts[key] += 1
                 deltas[key].append(info["iou"] - before)
-                dists[key].append(float(cv2.distanceTransform(side.astype(np.uint8), cv2.DIST_L2, 3)[c.y, c.x]))
+                dists[key].append(distance_px(target if in_target else ~target, c.x, c.y))
             earlier.append((c.x, c.y))
             if terminated or truncated:
                 break

@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "tiny-vlm": "tiny_vlm",
     "sft": "sft",
     "average": "average",
+    "deepen": "deepen",
 }
 
 

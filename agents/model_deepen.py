@@ -29,12 +29,6 @@ def _zero(*linears: Any) -> None:
             torch.nn.init.zeros_(lin.bias)
 
 
-def _text_parts(model: Any) -> tuple[Any, Any]:
-    """``(decoder layers ModuleList, text config)`` of a LLaVA or Qwen2-VL model."""
-    lm = model.model.language_model
-    return lm.layers, model.config.text_config
-
-
 def _vision_parts(model: Any) -> tuple[Any, Any, str]:
     """``(vision layers ModuleList, vision config, config key of their count)``."""
     tower = model.model.vision_tower if hasattr(model.model, "vision_tower") else model.model.visual
@@ -57,7 +51,7 @@ def deepen_model(model: Any, text_layers: int = 0, vision_layers: int = 0) -> An
         raise CheckpointError(f"deepening supports llava and qwen2_vl models, not {model_type!r}")
     if text_layers < 0 or vision_layers < 0 or text_layers + vision_layers == 0:
         raise ValueError(f"add at least one layer (got text_layers={text_layers}, vision_layers={vision_layers})")
-    layers, text_config = _text_parts(model)
+    layers, text_config = model.model.language_model.layers, model.config.text_config
     for _ in range(text_layers):
         new = copy.deepcopy(layers[-1])
         _zero(new.self_attn.o_proj, new.mlp.down_proj)

@@ -14,7 +14,7 @@ from PIL import Image  # noqa: E402
 
 from agents.cli import main  # noqa: E402
 from agents.mllm import SETTINGS_FILE, MLLMAgent, load_vlm, user_turn  # noqa: E402
-from agents.model_deepen import deepen_model  # noqa: E402
+from agents.model_deepen import _vision_parts, deepen_model  # noqa: E402
 from agents.tiny_vlm import build_tiny_vlm  # noqa: E402
 from hlmat_env.errors import CheckpointError  # noqa: E402
 
@@ -34,6 +34,7 @@ def test_deepened_model_computes_the_same_function(arch, tmp_path):
     out = tmp_path / "deep"
     (a, proc), (b, _) = load_vlm(src, dtype="float32"), load_vlm(out, dtype="float32")
     assert len(b.model.language_model.layers) == len(a.model.language_model.layers) + 2
+    assert len(_vision_parts(b)[0]) == len(_vision_parts(a)[0]) + 1
     assert sum(p.numel() for p in b.parameters()) > sum(p.numel() for p in a.parameters())
     assert torch.allclose(_logits(a, proc), _logits(b, proc), atol=1e-5)
     torch.nn.init.normal_(b.model.language_model.layers[-1].mlp.down_proj.weight, std=0.5)

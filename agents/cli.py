@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "export": "export",
     "benchmark": "benchmark",
     "train-ppo": "train_ppo",
+    "train-trunk": "train_trunk",
     "bench-sam": "bench_sam",
     "bench-segmenters": "bench_segmenters",
     "train-prm": "train_prm",

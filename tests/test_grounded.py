@@ -153,3 +153,28 @@ def test_the_positive_threshold_gates_refinement_clicks_only(tmp_path):
         PPOAgent(path, positive_threshold=0.5)
     with pytest.raises(ValueError, match="no PRM trunk"):
         PPOAgent(None, place="map")
+
+
+def test_cached_grounding_gives_the_features_of_a_fresh_trunk_pass():
+    from agents.ppo.bc import frozen_grounding
+
+    env = sb3_wrap(gym.make("HLMATEnv-v0", dataset=VAL, segmenter=DiscSegmenter()), size=32, grid=8, finish=True,
+                   caption_code="hashed")
+    torch.manual_seed(2)
+    net = GroundedClickNet(env.observation_space, prm_config=SMALL.to_dict(), grid=8, value_dim=16, flips=4).eval()
+    for p in net.trunk.parameters():
+        p.data.normal_(0, 0.2)
+    caps = np.stack([caption_code(VAL[i].caption, "hashed") for i in range(3)])
+    images = torch.randint(0, 256, (3, 6, 32, 32), dtype=torch.uint8)
+    x = {"image": images.float() / 255, "caption": torch.as_tensor(caps)}
+    policy = type("P", (), {"features_extractor": net, "observation_space": env.observation_space,
+                            "normalize_images": True})()
+    p, est = frozen_grounding(policy, {"image": images, "caption": torch.as_tensor(caps)}, batch_size=2,
+                              progress=False)
+    assert p.dtype == torch.float16 and p.shape == (3, 1, 32, 32) and est.shape == (3,)
+    with torch.no_grad():
+        fresh, _ = net.maps(x)
+        cached, logits = net.maps(x, (p, est))
+        other = net.maps(x, (1 - p, est))[0]  # the cache is what the head reads
+    assert logits is None
+    assert (fresh - cached).abs().max() < 0.05 * (fresh - other).abs().max()  # float16 maps: close, not equal

@@ -42,7 +42,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="ground the policy on this PRM checkpoint's trunk (hlmat train-prm; agents/ppo/grounded.py); "
                         "the caption is then the hashed code")
     p.add_argument("--trunk-flips", type=int, default=None, metavar="K",
-                   help="the saved policy averages the trunk's map over K flips (1-4) when it acts (training: 1)")
+                   help="the saved policy averages the trunk's map over K flips (1-4) when it acts, and so does behaviour "
+                        "cloning with a frozen trunk (its maps are computed once); PPO updates: 1")
+    p.add_argument("--place", choices=("centre", "map"), default="centre",
+                   help="where the saved policy puts a click inside its grid cell: the centre, or (trunk only) the "
+                        "pixel on its side of the mask where the target map agrees most (PPOAgent; default: centre)")
+    p.add_argument("--positive-threshold", type=float, default=0.0, metavar="T",
+                   help="with --place map: refinement clicks may be positive only in cells where the target map "
+                        "outside the mask reaches T (the shipped ppo:grounded: 0.7; default: 0 = off)")
     p.add_argument("--train-trunk", action="store_true", help="fine-tune the trunk too (default: frozen)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -63,6 +70,6 @@ def run(args: argparse.Namespace) -> int:
                  max_clicks=args.max_clicks, finish=not args.no_finish, learning_rate=args.learning_rate,
                  n_steps=args.n_steps, width=args.width, seed=args.seed,
                  trunk=args.trunk, train_trunk=args.train_trunk,
-                 trunk_flips=args.trunk_flips)
+                 trunk_flips=args.trunk_flips, place=args.place, positive_threshold=args.positive_threshold)
     print(f"saved {path} (load it with --agent ppo:{args.out})")
     return 0

@@ -224,7 +224,8 @@ def flip_batch(batch: dict[str, torch.Tensor], targets: torch.Tensor, grid: int,
     ``(N, C, S, S)`` (``batch["target_map"]``, ``(N, S, S)``, when present, flips with it), ``targets``
     ``(N, 2 * grid**2 [+ 1])``; the caption (when present) is a ``caption_code`` vector."""
     dim = -1 if axis == "x" else -2
-    out = {k: batch[k].flip(dim) for k in ("image", "target_map") if k in batch}
+    out = {k: batch[k].flip(dim) for k in ("image", "target_map", "ground_map") if k in batch}
+    out.update({k: batch[k] for k in ("ground_est",) if k in batch})  # flip-invariant
     cells = 2 * grid**2
     maps = targets[:, :cells].reshape(-1, 2, grid, grid).flip(dim).reshape(-1, cells)
     targets = torch.cat([maps, targets[:, cells:]], 1)
@@ -253,9 +254,13 @@ def behaviour_clone(policy: Any, demos: dict[str, np.ndarray], *, epochs: int = 
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + np.cos(np.pi * min(t, steps) / steps)))
     fe = policy.features_extractor
     code = getattr(fe, "caption_code", "multihot")
-    dense = "target_map" in demos and hasattr(fe, "maps") and target_coef > 0
+    cached = hasattr(fe, "ground") and not fe.train_trunk  # a frozen trunk: its maps are computed once
+    dense = "target_map" in demos and hasattr(fe, "maps") and target_coef > 0 and not cached
     keys = [k for k in ("image", "caption") + (("target_map",) if dense else ()) if k in demos]
     tensors = {k: torch.as_tensor(demos[k]) for k in keys}
+    if cached:
+        tensors["ground_map"], tensors["ground_est"] = frozen_grounding(policy, tensors, progress=progress)
+        keys += ["ground_map", "ground_est"]
     returns = torch.as_tensor(demos["ret"])
     n_actions = policy.action_space.n
     grid = int(round((n_actions // 2) ** 0.5))
@@ -274,7 +279,9 @@ def behaviour_clone(policy: Any, demos: dict[str, np.ndarray], *, epochs: int = 
                     batch, target = flip_batch(batch, target, grid, axis, code)
             obs = preprocess_obs({k: batch[k] for k in ("image", "caption") if k in batch},
                                  policy.observation_space, normalize_images=policy.normalize_images)
-            if dense:
+            if cached:
+                features, map_loss = fe.maps(obs, (batch["ground_map"], batch["ground_est"]))[0], torch.zeros(())
+            elif dense:
                 features, map_logits = fe.maps(obs)
                 truth = F.adaptive_avg_pool2d(batch["target_map"][:, None].float() / 255, map_logits.shape[-2:])
                 map_loss = F.binary_cross_entropy_with_logits(map_logits, truth)
@@ -303,3 +310,27 @@ def behaviour_clone(policy: Any, demos: dict[str, np.ndarray], *, epochs: int = 
                  row["target_map_loss"], row["accuracy"])
     policy.set_training_mode(False)
     return history
+
+
+@torch.no_grad()
+def frozen_grounding(policy: Any, tensors: dict[str, torch.Tensor], batch_size: int = 256,
+                     progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """The frozen trunk's grounding of every demonstration state, once: ``(p, est)`` of
+    :meth:`agents.ppo.grounded.GroundedClickNet.ground` (target map float16 ``(N, 1, T, T)``, IoU estimate
+    ``(N,)``), averaged over the policy's ``flips``, so the head trains on the maps it will act on (the mean
+    over all four flips is mirror-equivariant: flipping a state flips its map and keeps its estimate)."""
+    from stable_baselines3.common.preprocessing import preprocess_obs
+
+    fe = policy.features_extractor
+    was_training = fe.training
+    fe.eval()
+    maps, ests = [], []
+    n = len(tensors["image"])
+    for s in tqdm(range(0, n, batch_size), desc="trunk maps", disable=not progress, unit="batch"):
+        obs = preprocess_obs({k: tensors[k][s:s + batch_size] for k in ("image", "caption")},
+                             policy.observation_space, normalize_images=policy.normalize_images)
+        p, est, _ = fe.ground(obs)
+        maps.append(p.half())
+        ests.append(est)
+    fe.train(was_training)
+    return torch.cat(maps), torch.cat(ests)

@@ -133,12 +133,17 @@ class GroundedClickNet(BaseFeaturesExtractor):
                     logits = code.logits[:, None]
         return torch.stack(probs).mean(0)[:, None], torch.stack(ests).mean(0), logits
 
-    def maps(self, observations: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def maps(self, observations: dict[str, torch.Tensor],
+             grounding: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(features, target_logits)``: the :meth:`forward` features and the trunk's target-map logits
-        ``(N, 1, S, S)`` (behaviour cloning's auxiliary loss; it trains the trunk only when ``train_trunk``)."""
+        ``(N, 1, S, S)`` (behaviour cloning's auxiliary loss; it trains the trunk only when ``train_trunk``).
+
+        ``grounding``: ``(p, est)`` of :meth:`ground` computed earlier for these observations (a frozen trunk
+        gives the same every epoch, so behaviour cloning computes them once); the logits are then None."""
         x = observations["image"]
         n = len(x)
-        p, est, logits = self.ground(observations)
+        p, est, logits = self.ground(observations) if grounding is None else (*grounding, None)
+        p = p.float()
         self.last_target_map = p.detach()
         if p.shape[-1] != self.size:
             p = F.interpolate(p, size=self.size, mode="bilinear", align_corners=False)

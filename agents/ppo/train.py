@@ -41,7 +41,10 @@ class PPOConfig:
     caption_code: str = "multihot"
     trunk: str | None = None
     train_trunk: bool = False
-    trunk_flips: int | None = None  # flips of the trunk's map when the saved policy acts (training: one pass)
+    place: str = "centre"  # PPOAgent's acting rules (agents.ppo.agent), saved with the model
+    positive_threshold: float = 0.0
+    trunk_flips: int | None = None  # flips of the trunk's map when the saved policy acts and in BC with a frozen
+    # trunk (its maps are computed once); PPO's updates use one pass
 
     def __post_init__(self) -> None:
         if self.trunk is not None:
@@ -164,8 +167,13 @@ def train(dataset: Any = "synthetic:train", segmenter: Any = "default", out: str
                                      clicks_per_episode=bc_clicks, gamma=cfg.gamma,
                                      seed=cfg.seed, progress=progress,
                                      settings=demo_settings(dataset, segmenter, cfg))
+            fe = model.policy.features_extractor
+            if cfg.trunk is not None and cfg.trunk_flips and not cfg.train_trunk:
+                fe.flips = cfg.trunk_flips  # the frozen trunk's maps are computed once, as the policy will act
             history = behaviour_clone(model.policy, demos, epochs=bc_epochs, lr=bc_lr, seed=cfg.seed,
                                       progress=progress)
+            if cfg.trunk is not None:
+                fe.flips = 1  # PPO's rollouts and updates: one trunk pass
             (out / "bc_log.json").write_text(json.dumps(history, indent=1) + "\n")
             save_model(model, out / "bc_model", cfg)
     log_dir = out if start is None else out / f"resume_{model.num_timesteps}"  # keeps earlier progress.csv

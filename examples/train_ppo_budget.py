@@ -1,0 +1,86 @@
+"""The grounded PPO baseline from nothing, timed stage by stage against a wall-clock budget (#5: 30 minutes).
+
+Stages, each an ``hlmat`` command run as a user runs it (one torch thread per process, both cores busy):
+
+1. ``hlmat train-trunk``: build the training scenes and pretrain the grounding trunk on them (target-map loss,
+   data-parallel over 2 processes);
+2. ``hlmat train-ppo --trunk``: record oracle demonstrations (2 workers), compute the frozen trunk's maps of
+   every state once (4 flips, as the policy acts), behaviour-clone the click head, then ``--ppo-steps`` of PPO
+   (0: the BC policy is the result, as for the shipped ``ppo:grounded``).
+
+Writes ``OUT/budget.json`` (seconds per stage and in total, the commands) and prints a table. A stage whose
+output exists is not run again (its recorded time is kept), so a killed run continues where it stopped; the
+benchmark is not part of the budget:
+    hlmat benchmark --agent ppo:OUT/policy --dataset synthetic:val --segmenter default --out OUT/bench
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def stages(a: argparse.Namespace) -> list[tuple[str, Path, list[str]]]:
+    out = Path(a.out)
+    trunk = ["train-trunk", "--dataset", a.dataset, "--out", str(out / "trunk"), "--steps", str(a.trunk_steps),
+             "--batch-size", str(a.trunk_batch), "--lr", str(a.trunk_lr), "--size", str(a.trunk_size),
+             "--workers", str(a.workers), "--val-limit", str(a.val_limit), "--resume"]
+    policy = ["train-ppo", "--dataset", a.dataset, "--out", str(out / "policy"), "--trunk",
+              str(out / "trunk" / "prm.pt"), "--trunk-flips", "4", "--bc-demos", str(out / "demos"),
+              "--bc-episodes", str(a.bc_episodes), "--bc-clicks", "4", "--bc-first-clicks", str(a.bc_first_clicks),
+              "--bc-epochs", str(a.bc_epochs), "--bc-lr", str(a.bc_lr), "--timesteps", str(a.ppo_steps),
+              "--n-envs", str(a.workers), "--learning-rate", "3e-5", "--place", "map", "--positive-threshold", "0.7"]
+    return [("trunk", out / "trunk" / "prm.pt", trunk), ("policy", out / "policy" / "model.zip", policy)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="runs/ppo_budget")
+    p.add_argument("--dataset", default="synthetic:train?size=20000")
+    p.add_argument("--trunk-steps", type=int, default=10000)
+    p.add_argument("--trunk-batch", type=int, default=16, help="per process")
+    p.add_argument("--trunk-lr", type=float, default=5e-3)
+    p.add_argument("--trunk-size", type=int, default=48)
+    p.add_argument("--val-limit", type=int, default=200, help="held-out scenes for the trunk's pointing accuracy")
+    p.add_argument("--bc-episodes", type=int, default=2000)
+    p.add_argument("--bc-first-clicks", type=int, default=4000)
+    p.add_argument("--bc-epochs", type=int, default=4)
+    p.add_argument("--bc-lr", type=float, default=3e-3)
+    p.add_argument("--ppo-steps", type=int, default=0)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--budget-min", type=float, default=30.0)
+    a = p.parse_args(argv)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    record = out / "budget.json"
+    done = json.loads(record.read_text()) if record.exists() else {"stages": {}}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    for name, product, args in stages(a):
+        if product.exists() and name in done["stages"]:
+            print(f"{name}: done earlier ({done['stages'][name]['seconds']:.0f} s), not run again")
+            continue
+        cmd = [sys.executable, "-m", "agents.cli", *args]
+        print("$ hlmat " + " ".join(args), flush=True)
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, env=env)
+        done["stages"][name] = {"seconds": time.perf_counter() - start, "command": "hlmat " + " ".join(args)}
+        record.write_text(json.dumps(done, indent=1) + "\n")
+    total = sum(s["seconds"] for s in done["stages"].values())
+    done["total_seconds"], done["budget_seconds"] = total, 60 * a.budget_min
+    record.write_text(json.dumps(done, indent=1) + "\n")
+    print("\n| stage | minutes |\n|---|---|")
+    for name, s in done["stages"].items():
+        print(f"| {name} | {s['seconds'] / 60:.1f} |")
+    verdict = "within" if total <= 60 * a.budget_min else "OVER"
+    print(f"| total | {total / 60:.1f} ({verdict} the {a.budget_min:g}-minute budget) |")
+    print(f"\nscore it: hlmat benchmark --agent ppo:{out / 'policy'} --dataset synthetic:val --segmenter default "
+          f"--out {out / 'bench'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -222,7 +222,7 @@ def _train(rank: int, world: int, scenes: SceneMaps, out: Path, config: PRMConfi
 
         dist.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=world)
     torch.manual_seed(settings.seed)
-    net = PRMNet(config).to(memory_format=torch.channels_last)
+    net = PRMNet(config)
     for part in (net.verifier, net.correction):  # the IoU head gets no gradient from the map loss
         part.requires_grad_(False)
     net.train()

@@ -29,6 +29,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="start from this model's policy weights (staged training; same settings)")
     p.add_argument("--bc-epochs", type=int, default=8, help="behaviour-cloning epochs (default: 8)")
     p.add_argument("--bc-lr", type=float, default=3e-3, help="behaviour-cloning peak learning rate (default: 3e-3)")
+    p.add_argument("--bc-threads", type=int, default=1,
+                   help="torch threads for behaviour cloning, when the env workers are idle (default: 1)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in DIR")
     p.add_argument("--n-envs", type=int, default=2, help="parallel env workers (default: 2)")
     p.add_argument("--grid", type=int, default=32, help="click grid size (default: 32)")
@@ -65,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     path = train(args.dataset, args.segmenter, args.out, timesteps=args.timesteps, bc_demos=args.bc_demos,
                  bc_episodes=args.bc_episodes,
                  bc_clicks=args.bc_clicks or None, bc_first_clicks=args.bc_first_clicks,
-                 init_from=args.init_from, bc_epochs=args.bc_epochs, bc_lr=args.bc_lr, resume=args.resume,
+                 init_from=args.init_from, bc_epochs=args.bc_epochs, bc_lr=args.bc_lr,
+                 bc_threads=args.bc_threads, resume=args.resume,
                  progress=not args.no_progress, n_envs=args.n_envs, grid=args.grid, size=args.size,
                  max_clicks=args.max_clicks, finish=not args.no_finish, learning_rate=args.learning_rate,
                  n_steps=args.n_steps, width=args.width, seed=args.seed,

@@ -153,7 +153,8 @@ class GroundedClickNet(BaseFeaturesExtractor):
         missed, extra = p * (1 - m), (1 - p) * m
         planes = [x[:, :3], p, m, missed, extra, erosion_depth(missed), erosion_depth(extra), xs, ys]
         planes += [x[:, 4:6]] if self.clicks else []
-        h = self.body(torch.cat(planes, 1))
+        # channels-last: the head's convolutions take a third less time on this CPU (measured), same values
+        h = self.body(torch.cat(planes, 1).contiguous(memory_format=torch.channels_last))
         clicks = self.head(h)
         if clicks.shape[-1] != self.grid:
             clicks = F.adaptive_avg_pool2d(clicks, self.grid)

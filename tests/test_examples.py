@@ -110,11 +110,13 @@ def test_vlm_image_ablation_sees_that_an_untrained_model_reads_the_image(tmp_pat
 @pytest.mark.slow
 def test_train_ppo_budget_runs_its_stages_and_resumes(tmp_path):
     args = ["--out", str(tmp_path), "--dataset", "synthetic:train?size=6", "--trunk-steps", "2", "--trunk-batch", "2",
-            "--val-limit", "2", "--bc-episodes", "1", "--bc-first-clicks", "1", "--bc-epochs", "1", "--workers", "1"]
+            "--val-limit", "2", "--bc-episodes", "1", "--bc-first-clicks", "1", "--bc-epochs", "1", "--ppo-steps", "16",
+            "--workers", "1"]
     out = _run("train_ppo_budget.py", *args)
     assert (tmp_path / "trunk" / "prm.pt").exists() and (tmp_path / "policy" / "model.zip").exists()
     record = json.loads((tmp_path / "budget.json").read_text())
     assert set(record["stages"]) == {"trunk", "policy"} and record["total_seconds"] > 0
     assert "| total |" in out and "within the 30-minute budget" in out
+    assert (tmp_path / "training.png").exists()  # the three stages' curves
     again = _run("train_ppo_budget.py", *args)
     assert "trunk: done earlier" in again and "policy: done earlier" in again

@@ -152,7 +152,7 @@ def test_the_positive_threshold_gates_refinement_clicks_only(tmp_path):
     with pytest.raises(ValueError, match="place='map'"):
         PPOAgent(path, positive_threshold=0.5)
     with pytest.raises(ValueError, match="no PRM trunk"):
-        PPOAgent(None, place="map")
+        PPOAgent("plain", place="map")
 
 
 def test_cached_grounding_gives_the_features_of_a_fresh_trunk_pass():

@@ -176,9 +176,14 @@ def test_no_finish_while_the_mask_is_empty():
     assert u.mask.any() and agent.probabilities(obs, u)[-1] > 0.0
 
 
-def test_shipped_model_loads():
-    assert resolve_model(None).is_file()
-    assert isinstance(make_agent("ppo"), PPOAgent)
+def test_shipped_models_load_and_ppo_without_a_path_is_the_grounded_one():
+    assert resolve_model(None) == resolve_model("grounded") and resolve_model(None).is_file()
+    assert resolve_model("plain").name == "ppo_synthetic.zip"
+    from agents.ppo.grounded import GroundedClickNet
+    from agents.ppo.policy import ClickNet
+
+    assert isinstance(make_agent("ppo").model.policy.features_extractor, GroundedClickNet)
+    assert isinstance(make_agent("ppo:plain").model.policy.features_extractor, ClickNet)
 
 
 def test_shipped_grounded_model_loads_and_acts_with_four_flips():
@@ -189,7 +194,7 @@ def test_shipped_grounded_model_loads_and_acts_with_four_flips():
     agent.reset(env.unwrapped)
     assert agent.act(obs, env.unwrapped).valid
     with pytest.raises(ValueError, match="no PRM trunk"):
-        PPOAgent(None, trunk_flips=2)
+        PPOAgent("plain", trunk_flips=2)
 
 
 @pytest.mark.slow

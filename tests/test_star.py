@@ -157,15 +157,15 @@ def test_star_command_reads_bc_demos_from_a_folder_and_refuses_another_wrapper(t
     folder.mkdir()
     np.savez(folder / "demos.npz", action=np.zeros(2, np.int64))
     assert _load_bc_demos(folder, None)["action"].shape == (2,)  # no record: taken as it is
-    shipped = json.loads(resolve_model(None).with_suffix(".json").read_text())
+    shipped = json.loads(resolve_model("plain").with_suffix(".json").read_text())
     wrapper = {k: shipped[k] for k in ("size", "grid", "finish", "clicks", "caption")}
     (folder / "demos.json").write_text(json.dumps({"wrapper": {**wrapper, "caption_code": "multihot"}}))
-    assert len(_load_bc_demos(folder / "demos.npz", None)["action"]) == 2
+    assert len(_load_bc_demos(folder / "demos.npz", "plain")["action"]) == 2
     (folder / "demos.json").write_text(json.dumps({"wrapper": {**wrapper, "caption_code": "hashed"}}))
     from hlmat_env.errors import HLMATError
 
     with pytest.raises(HLMATError, match="caption_code"):
-        _load_bc_demos(folder, None)
+        _load_bc_demos(folder, "plain")
     with pytest.raises(SystemExit, match="no demonstrations file"):
         _load_bc_demos(tmp_path / "missing.npz", None)
 

@@ -15,13 +15,14 @@ from hlmat_env.captions import caption_code
 from hlmat_env.wrappers import cell_click, click_to_cell, stack_image_mask
 
 PLACES = ("centre", "map")
-SHIPPED = "ppo_synthetic.zip"
-SHIPPED_NAMES = {"grounded": "ppo_grounded.zip"}  # ppo:grounded, the policy on the PRM's trunk
+SHIPPED = "ppo_grounded.zip"  # ppo = ppo:grounded, the policy on a grounding trunk (the 30-minute recipe)
+SHIPPED_NAMES = {"grounded": SHIPPED, "plain": "ppo_synthetic.zip"}  # ppo:plain, the second session's ClickNet
 
 
 def resolve_model(path: str | Path | None) -> Path:
-    """The ``.zip`` of a model: ``path`` itself, ``path/model.zip`` for a folder, the shipped model for None,
-    the shipped grounded model for ``"grounded"`` (unless a file or folder of that name exists).
+    """The ``.zip`` of a model: ``path`` itself, ``path/model.zip`` for a folder, the shipped grounded model
+    for None or ``"grounded"``, the shipped plain :class:`~agents.ppo.policy.ClickNet` policy for ``"plain"``
+    (a name is a shipped model unless a file or folder of that name exists).
 
     Raises:
         CheckpointError: no such model, or its ``.json`` settings are missing.

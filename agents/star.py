@@ -280,7 +280,8 @@ def retrain(trajs: Sequence[Trajectory], base_model: str | Path | None, out: str
         model.policy = fresh
     lr = lr if lr is not None else (3e-3 if mode == "bc" else 3e-4)
     log.info("%s on %d rows, %d epochs, lr %g", mode, len(demos["action"]), epochs, lr)
-    history = behaviour_clone(model.policy, demos, epochs=epochs, lr=lr, seed=seed, progress=progress)
+    history = behaviour_clone(model.policy, demos, epochs=epochs, lr=lr, trunk_flips=cfg.trunk_flips, seed=seed,
+                              progress=progress)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bc_log.json").write_text(json.dumps(history, indent=1) + "\n")

@@ -85,6 +85,24 @@ def test_grounded_policy_trains_its_head_on_a_frozen_prm_trunk(tmp_path):
     assert not loaded.training and not loaded.features_extractor.trunk.training
 
 
+def test_behaviour_cloning_caches_the_frozen_trunk_maps_with_the_requested_flips(tmp_path, monkeypatch):
+    import agents.ppo.bc as bc
+
+    prm_path = save_prm(PRMNet(SMALL), tmp_path / "prm.pt")
+    path = train(TRAIN, DiscSegmenter(), tmp_path / "run", timesteps=0, bc_demos=tmp_path / "demos", bc_episodes=2,
+                 bc_clicks=2, bc_epochs=1, subproc=False, max_clicks=3, size=32, grid=8, width=8, progress=False,
+                 trunk=str(prm_path))
+    policy = PPOAgent(path).model.policy
+    seen, original = [], bc.frozen_grounding
+    monkeypatch.setattr(bc, "frozen_grounding", lambda pol, *a, **k: seen.append(pol.features_extractor.flips)
+                        or original(pol, *a, **k))
+    with np.load(tmp_path / "demos" / "demos.npz") as z:
+        demos = dict(z)
+    bc.behaviour_clone(policy, demos, epochs=1, trunk_flips=3, progress=False)
+    bc.behaviour_clone(policy, demos, epochs=1, progress=False)
+    assert seen == [3, 1] and policy.features_extractor.flips == 1  # restored: PPO's updates use one pass
+
+
 def test_erosion_depth_peaks_at_the_centre_of_a_region():
     from agents.ppo.grounded import erosion_depth
 

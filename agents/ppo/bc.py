@@ -236,7 +236,7 @@ def flip_batch(batch: dict[str, torch.Tensor], targets: torch.Tensor, grid: int,
 
 def behaviour_clone(policy: Any, demos: dict[str, np.ndarray], *, epochs: int = 10, batch_size: int = 64,
                     lr: float = 3e-3, value_coef: float = 0.5, target_coef: float = 1.0, augment: bool = True,
-                    seed: int = 0, progress: bool = True) -> list[dict]:
+                    trunk_flips: int | None = None, seed: int = 0, progress: bool = True) -> list[dict]:
     """Fit an SB3 actor-critic ``policy`` to ``demos``: cross-entropy against the soft labels (``target``;
     one-hot ``action`` for demos without them), plus ``value_coef`` times the squared error of the value on the
     return-to-go, plus ``target_coef`` times the binary cross-entropy of the predicted target map against
@@ -244,7 +244,10 @@ def behaviour_clone(policy: Any, demos: dict[str, np.ndarray], *, epochs: int = 
     does). The learning rate follows a cosine schedule from ``lr`` to 0. With ``augment`` each batch is
     mirrored left-right and/or up-down at random (:func:`flip_batch`; the grid must be square, as
     :class:`~hlmat_env.wrappers.CoarseClicks` makes it). Returns one log row per epoch: loss, target-map loss,
-    and accuracy = how often the arg-max action has a non-zero label (a click the soft label accepts)."""
+    and accuracy = how often the arg-max action has a non-zero label (a click the soft label accepts).
+
+    A grounded policy with a frozen trunk gets the trunk's maps computed once (:func:`frozen_grounding`),
+    averaged over ``trunk_flips`` flips (None: the extractor's current ``flips``), as the saved policy will act."""
     from stable_baselines3.common.preprocessing import preprocess_obs
 
     gen = torch.Generator().manual_seed(seed)
@@ -259,7 +262,9 @@ def behaviour_clone(policy: Any, demos: dict[str, np.ndarray], *, epochs: int = 
     keys = [k for k in ("image", "caption") + (("target_map",) if dense else ()) if k in demos]
     tensors = {k: torch.as_tensor(demos[k]) for k in keys}
     if cached:
+        flips, fe.flips = fe.flips, trunk_flips or fe.flips
         tensors["ground_map"], tensors["ground_est"] = frozen_grounding(policy, tensors, progress=progress)
+        fe.flips = flips
         keys += ["ground_map", "ground_est"]
     returns = torch.as_tensor(demos["ret"])
     n_actions = policy.action_space.n

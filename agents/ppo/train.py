@@ -170,15 +170,10 @@ def train(dataset: Any = "synthetic:train", segmenter: Any = "default", out: str
                                      clicks_per_episode=bc_clicks, gamma=cfg.gamma,
                                      seed=cfg.seed, progress=progress,
                                      settings=demo_settings(dataset, segmenter, cfg))
-            fe = model.policy.features_extractor
-            if cfg.trunk is not None and cfg.trunk_flips and not cfg.train_trunk:
-                fe.flips = cfg.trunk_flips  # the frozen trunk's maps are computed once, as the policy will act
             torch.set_num_threads(max(1, bc_threads))
             history = behaviour_clone(model.policy, demos, epochs=bc_epochs, lr=bc_lr, seed=cfg.seed,
-                                      progress=progress)
+                                      trunk_flips=cfg.trunk_flips, progress=progress)
             torch.set_num_threads(1)
-            if cfg.trunk is not None:
-                fe.flips = 1  # PPO's rollouts and updates: one trunk pass
             (out / "bc_log.json").write_text(json.dumps(history, indent=1) + "\n")
             save_model(model, out / "bc_model", cfg)
     log_dir = out if start is None else out / f"resume_{model.num_timesteps}"  # keeps earlier progress.csv

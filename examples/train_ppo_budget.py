@@ -9,7 +9,7 @@ Stages, each an ``hlmat`` command run as a user runs it (both cores busy through
    threads: ``--bc-threads``), then ``--ppo-steps`` of PPO (0: the BC policy is the result).
 
 Measured here (thirteenth session, idle machine, defaults): trunk 17.6 min (83.0% / 87.0% pointing with 1 / 4
-flips), policy 9.2 min (2.8 of them PPO), total 26.7 min; 74.5 mIoU@5 on synthetic:val (README).
+flips), policy 9.2 min (2.8 of them PPO), total 26.7 min; 74.6 mIoU@5 on synthetic:val (README).
 
 Writes ``OUT/budget.json`` (seconds per stage and in total, the commands) and ``OUT/training.png`` (the
 three stages' curves) and prints a table. A stage whose
@@ -60,7 +60,7 @@ def plot_stages(out: Path) -> Path:
     axes[0].set(title="1. trunk (target-map loss)", xlabel="step", ylabel="BCE + 1 - fuzzy IoU")
     if bc.exists():
         rows = json.loads(bc.read_text())
-        axes[1].plot([r["epoch"] for r in rows], [r["loss"] for r in rows], marker="o", label="loss")
+        axes[1].plot([r["epoch"] for r in rows], [r["loss"] for r in rows], marker="o")
         twin = axes[1].twinx()
         twin.plot([r["epoch"] for r in rows], [r["accuracy"] for r in rows], marker="s", color="C1")
         twin.set_ylabel("accuracy (arg-max accepted)", color="C1")

@@ -263,8 +263,10 @@ def behaviour_clone(policy: Any, demos: dict[str, np.ndarray], *, epochs: int = 
     tensors = {k: torch.as_tensor(demos[k]) for k in keys}
     if cached:
         flips, fe.flips = fe.flips, trunk_flips or fe.flips
-        tensors["ground_map"], tensors["ground_est"] = frozen_grounding(policy, tensors, progress=progress)
-        fe.flips = flips
+        try:
+            tensors["ground_map"], tensors["ground_est"] = frozen_grounding(policy, tensors, progress=progress)
+        finally:
+            fe.flips = flips
         keys += ["ground_map", "ground_est"]
     returns = torch.as_tensor(demos["ret"])
     n_actions = policy.action_space.n

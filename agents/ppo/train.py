@@ -171,9 +171,11 @@ def train(dataset: Any = "synthetic:train", segmenter: Any = "default", out: str
                                      seed=cfg.seed, progress=progress,
                                      settings=demo_settings(dataset, segmenter, cfg))
             torch.set_num_threads(max(1, bc_threads))
-            history = behaviour_clone(model.policy, demos, epochs=bc_epochs, lr=bc_lr, seed=cfg.seed,
-                                      trunk_flips=cfg.trunk_flips, progress=progress)
-            torch.set_num_threads(1)
+            try:
+                history = behaviour_clone(model.policy, demos, epochs=bc_epochs, lr=bc_lr, seed=cfg.seed,
+                                          trunk_flips=cfg.trunk_flips, progress=progress)
+            finally:
+                torch.set_num_threads(1)
             (out / "bc_log.json").write_text(json.dumps(history, indent=1) + "\n")
             save_model(model, out / "bc_model", cfg)
     log_dir = out if start is None else out / f"resume_{model.num_timesteps}"  # keeps earlier progress.csv

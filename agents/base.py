@@ -1,8 +1,9 @@
 """The agent interface shared by every policy (oracle, random, PPO, MLLM) and the registry of agents by spec.
 
-An agent sees the env's observation plus, through ``env`` (the unwrapped :class:`hlmat_env.HLMATEnv`), the
-non-privileged full-resolution views ``env.image``, ``env.mask``, ``env.caption`` and ``env.clicks``.
-Only the oracle, which *is* the robot user, calls the privileged ``env.expert_action()``.
+An agent sees the env's observation plus, through ``view`` (an :class:`agents.view.EpisodeView`), the
+full-resolution image, current mask, description and clicks, and the snapshot / restore / step that
+look-ahead needs; never the target, the dataset or the robot user. Only an agent that *is* the robot user
+declares ``privileged = True`` and gets a :class:`agents.view.PrivilegedView` with ``expert_action()``.
 """
 from __future__ import annotations
 
@@ -31,24 +32,32 @@ class Decision:
 
     @property
     def valid(self) -> bool:
+        """True when the output became an action."""
         return self.action is not None
 
 
 class Agent(ABC):
-    """A clicking policy. ``reset`` is called after every ``env.reset``; ``act`` once per step."""
+    """A clicking policy. ``reset`` is called after every ``env.reset``; ``act`` once per step.
+
+    Attributes:
+        name: the name the benchmark reports.
+        privileged: True only for an agent that is the robot user (it then acts through a
+            :class:`agents.view.PrivilegedView`); every other agent sees a plain :class:`agents.view.EpisodeView`.
+    """
 
     name: str = "agent"
+    privileged: bool = False
 
-    def reset(self, env: Any) -> None:
-        """Start of an episode (``env`` is the unwrapped env, already reset)."""
+    def reset(self, view: Any) -> None:
+        """Start of an episode (``view``: the read-only view of the episode, already reset)."""
 
     @abstractmethod
-    def act(self, obs: dict, env: Any) -> Decision:
-        """Choose the next action for observation ``obs``."""
+    def act(self, obs: dict, view: Any) -> Decision:
+        """Choose the next action for observation ``obs`` (``view``: the read-only view of the episode)."""
 
-    def sample(self, obs: dict, env: Any, k: int, rng: np.random.Generator) -> list[Decision]:
+    def sample(self, obs: dict, view: Any, k: int, rng: np.random.Generator) -> list[Decision]:
         """``k`` candidate actions for tree search. Deterministic agents return ``k`` copies of :meth:`act`."""
-        d = self.act(obs, env)
+        d = self.act(obs, view)
         return [d] * k
 
 
@@ -76,7 +85,7 @@ def _import_builtin_agents() -> None:
     """Import the modules that register agents (optional ones only if their extras are installed)."""
     import importlib
 
-    for module in ("agents.oracle", "agents.random_agent", "agents.ppo", "agents.mllm"):
+    for module in ("agents.baselines.oracle", "agents.baselines.random_agent", "agents.ppo", "agents.mllm.policy"):
         try:
             importlib.import_module(module)
         except ImportError:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from agents.base import Agent
+from agents.view import view_for
 from hlmat_env.actions import ActionKind, Click
 from hlmat_env.render import render_state
 
@@ -47,20 +48,23 @@ class Episode:
 def run_episode(env: Any, agent: Agent, *, index: int | None = None, seed: int | None = None,
                 options: dict | None = None, record_frames: bool = False) -> Episode:
     """Reset ``env`` (a Gymnasium env, wrapped or not) on sample ``index`` and let ``agent`` act until the
-    episode ends. An invalid output counts as invalid and stops the episode (the last mask is kept)."""
+    episode ends. An invalid output counts as invalid and stops the episode (the last mask is kept).
+
+    The agent acts through :func:`agents.view.view_for` (a read-only view, never the env itself)."""
     opts = dict(options or {})
     if index is not None:
         opts["index"] = index
     obs, info = env.reset(seed=seed, options=opts)
     u = env.unwrapped
-    agent.reset(u)
+    view = view_for(agent, env)
+    agent.reset(view)
     ep = Episode(info["sample_id"], info["index"], info["caption"], start_iou=info["iou"],
                  intersection=info["intersection"], union=info["union"])
     if record_frames:
         ep.frames.append(render_state(u.image, u.mask, u.clicks))
     while True:
         t0 = time.perf_counter()
-        decision = agent.act(obs, u)
+        decision = agent.act(obs, view)
         if not decision.valid:
             ep.invalid += 1
             ep.invalid_reasons.append(decision.invalid_reason or "invalid")

@@ -32,6 +32,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from agents.base import Agent
+from agents.view import view_for
 from hlmat_env.actions import ActionKind
 from hlmat_env.masks import encode_rle
 from hlmat_env.trajectories import Step, Trajectory
@@ -68,14 +69,15 @@ def star_trajectory(env: Any, agent: Agent, index: int, *, seed: int | None = No
         raise ValueError(f"labels must be 'policy' or 'robot', got {labels!r}")
     obs, info = env.reset(seed=seed, options={"index": index})
     u = env.unwrapped
-    agent.reset(u)
+    view = view_for(agent, env)  # the policy acts through its read-only view; the corrector below uses ``u``
+    agent.reset(view)
     sample = u.dataset[index]  # the corrector is the robot user: it may see the target
     gt = sample.target > 0
     iou = start_iou = float(info["iou"])
     steps: list[Step] = []
     stats = stats if stats is not None else StarStats()
     while len(steps) < max_clicks and iou < tau_stop:
-        decision = agent.act(obs, u)
+        decision = agent.act(obs, view)
         snapshot = u.get_state()
         robot = u.expert_click() if labels == "robot" else None  # from the state the policy acts in
         kept = False

@@ -19,6 +19,7 @@ import torch
 
 import hlmat_env  # noqa: F401  (registers HLMATEnv-v0)
 from agents.base import make_agent
+from agents.view import EpisodeView
 from hlmat_env.actions import decode_action
 from hlmat_env.datasets import make_dataset
 
@@ -47,10 +48,10 @@ def main() -> None:
     for i in range(min(args.limit, len(data))):
         target = data[i].target > 0
         obs, info = env.reset(seed=i, options={"index": i})
-        agent.reset(u)
+        agent.reset(EpisodeView(u))
         first_iou, earlier = None, []
         for _ in range(args.max_clicks):
-            d = agent.act(obs, u)
+            d = agent.act(obs, EpisodeView(u))
             if d.action is None or int(d.action[0]) == 2:  # invalid or finish
                 break
             h, w = u.mask.shape

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from agents.benchmark import benchmark
+from agents.tools.benchmark import benchmark
 from agents.base import Agent
-from agents.random_agent import RandomAgent
+from agents.baselines.random_agent import RandomAgent
 
 
 class NoisyRobotUser(RandomAgent):
@@ -61,10 +61,10 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from agents.prm import load_prm
-    from agents.search import TreeSearch
-    from agents.stats import compare_runs
-    from agents.stop import PRMStop
+    from agents.prm.scorer import load_prm
+    from agents.prm.search import TreeSearch
+    from agents.tools.stats import compare_runs
+    from agents.prm.stop import PRMStop
 
     torch.set_num_threads(1)
     prm = load_prm(args.prm)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from agents.benchmark import benchmark, markdown_table
+from agents.tools.benchmark import benchmark, markdown_table
 
 
 def main(argv: list[str] | None = None) -> None:

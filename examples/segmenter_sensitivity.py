@@ -15,7 +15,7 @@ from multiprocessing import Pool
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from agents.segmenter_benchmark import run_episode, summarize_runs  # noqa: E402
+from agents.tools.segmenter_benchmark import run_episode, summarize_runs  # noqa: E402
 from hlmat_env.datasets import make_dataset  # noqa: E402
 from hlmat_env.segmenters.graphcut import GraphCutSegmenter  # noqa: E402
 

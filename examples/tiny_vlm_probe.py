@@ -1,7 +1,7 @@
 """Can a from-scratch tiny VLM read *where* something is? A probe of the MLLM section's failure.
 
 Trains the same tiny LLaVA that the README's SFT uses (``hlmat tiny-vlm --arch llava --hidden 128 --layers 4
---image-tokens 64``) through ``agents.sft.SFTCollator`` (answer-token loss) on a toy task, and prints the
+--image-tokens 64``) through ``agents.mllm.sft.SFTCollator`` (answer-token loss) on a toy task, and prints the
 held-out answer loss with the real image next to the loss with a blank image. When the two are equal the model
 ignores the image.
 
@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from agents.mllm import load_vlm
-from agents.sft import SFTCollator, SFTSample
-from agents.tiny_vlm import TinySize, build_tiny_vlm
+from agents.mllm.policy import load_vlm
+from agents.mllm.sft import SFTCollator, SFTSample
+from agents.mllm.tiny_vlm import TinySize, build_tiny_vlm
 
 HELD_OUT = 64
 SQUARE_COLOURS = {"red": (200, 40, 40), "green": (40, 200, 40), "blue": (40, 40, 200)}

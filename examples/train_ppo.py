@@ -10,7 +10,7 @@ import argparse
 
 import torch
 
-from agents.benchmark import benchmark, markdown_table
+from agents.tools.benchmark import benchmark, markdown_table
 from agents.ppo.train import train
 
 

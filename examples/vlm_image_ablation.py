@@ -15,8 +15,9 @@ import gymnasium as gym
 import torch
 
 import hlmat_env  # noqa: F401  (registers HLMATEnv-v0)
-from agents.mllm import MLLMAgent
-from agents.sft import SFTCollator, load_samples
+from agents.mllm.policy import MLLMAgent
+from agents.mllm.sft import SFTCollator, load_samples
+from agents.view import EpisodeView
 
 
 def main() -> None:
@@ -42,7 +43,7 @@ def main() -> None:
     for i in range(args.scenes):
         env.reset(seed=i, options={"index": i})
         u = env.unwrapped
-        agent.act_batch([u])
+        agent.act_batch([EpisodeView(u)])
         click = agent.last_parsed[0].click
         if click is not None:
             points.add((click.x, click.y))

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from agents.base import Agent, Decision
-from agents.benchmark import METRICS, benchmark, evaluate, summarize_episodes
-from agents.oracle import OracleAgent
+from agents.tools.benchmark import METRICS, benchmark, evaluate, summarize_episodes
+from agents.baselines.oracle import OracleAgent
 from hlmat_env.datasets import Sample
 from tests.conftest import DiscSegmenter
 
@@ -36,6 +36,7 @@ class FinishAfter(Agent):
     """Clicks where the oracle would, then finishes after ``k`` clicks."""
 
     name = "finish_after"
+    privileged = True  # uses the robot user's clicks
 
     def __init__(self, k: int):
         self.k = k
@@ -48,6 +49,7 @@ class InvalidAfter(Agent):
     """Clicks where the oracle would, then emits an invalid output after ``k`` clicks."""
 
     name = "invalid_after"
+    privileged = True  # uses the robot user's clicks
 
     def __init__(self, k: int):
         self.k = k
@@ -145,7 +147,7 @@ def test_bad_input():
 
 
 def test_command(tmp_path, monkeypatch, capsys):
-    from agents.commands import benchmark as cmd
+    from agents.cli import benchmark as cmd
     from hlmat_env.segmenters import SEGMENTERS
 
     monkeypatch.setitem(SEGMENTERS, "disc-test", DiscSegmenter)

@@ -65,7 +65,7 @@ def test_tiny_vlm_probe_sees_a_global_image_property(schedule, tmp_path):
     loss with the real image must be clearly below the loss with a blank image (with either optimiser); the
     saved model loads as a local checkpoint."""
     pytest.importorskip("transformers")
-    from agents.mllm import load_vlm
+    from agents.mllm.policy import load_vlm
 
     extra = ["--sft-schedule", "--save", str(tmp_path / "m")] if schedule else []
     out = _run("tiny_vlm_probe.py", "--task", "colour", "--samples", "160", "--steps", "100", "--eval-every", "100",
@@ -93,7 +93,7 @@ def test_vlm_image_ablation_sees_that_an_untrained_model_reads_the_image(tmp_pat
     """A random model's answer loss depends on its input image, so the real and blank losses printed must
     differ (a trained model that ignores the image prints equal ones)."""
     pytest.importorskip("transformers")
-    from agents.tiny_vlm import build_tiny_vlm
+    from agents.mllm.tiny_vlm import build_tiny_vlm
     from hlmat_env.exports import export_trl
     from tests.test_sft import demonstrations
 

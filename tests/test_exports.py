@@ -87,7 +87,7 @@ def main(argv: list[str]) -> int:
     """``hlmat ARGV`` for the export subcommand alone (other subcommands may be missing in a checkout)."""
     import argparse
 
-    from agents.commands import export as command
+    from agents.cli import export as command
 
     parser = argparse.ArgumentParser(prog="hlmat")
     command.add_parser(parser.add_subparsers(dest="command"))

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agents.generate import GenerateConfig, done_episode_ids, generate, salvage_partial_shards
+from agents.tools.generate import GenerateConfig, done_episode_ids, generate, salvage_partial_shards
 from hlmat_env.errors import HLMATError
 from hlmat_env.segmenters import Prediction
 
@@ -54,7 +54,7 @@ def _by_id(out: Path) -> dict[str, dict]:
 
 KILL_SCRIPT = """
 import sys
-from agents.generate import GenerateConfig, generate
+from agents.tools.generate import GenerateConfig, generate
 from tests.test_generate import SlowDisc
 generate(GenerateConfig("synthetic:val", sys.argv[1], segmenter=SlowDisc(delay=0.01), limit=12,
                         starts=("empty", "degraded"), seed=3, shard_size=3, progress=False))
@@ -139,7 +139,7 @@ def test_refuses_to_mix_runs(tmp_path):
 def test_cli_generate(tmp_path, capsys):
     import argparse
 
-    from agents.commands import generate as command
+    from agents.cli import generate as command
     from hlmat_env.segmenters import SEGMENTERS, register_segmenter
 
     if "slowdisc" not in SEGMENTERS:

@@ -9,12 +9,12 @@ import torch
 
 pytest.importorskip("stable_baselines3")
 
-from agents.benchmark import benchmark  # noqa: E402
+from agents.tools.benchmark import benchmark  # noqa: E402
 from agents.ppo import PPOAgent  # noqa: E402
 from agents.ppo.grounded import GroundedClickNet  # noqa: E402
 from agents.ppo.train import train  # noqa: E402
-from agents.prm_model import PRMConfig, PRMNet  # noqa: E402
-from agents.prm_train import save_prm  # noqa: E402
+from agents.prm.model import PRMConfig, PRMNet  # noqa: E402
+from agents.prm.train import save_prm  # noqa: E402
 from hlmat_env.captions import caption_code, code_length, mirror_code  # noqa: E402
 from hlmat_env.datasets.synthetic import SyntheticDataset  # noqa: E402
 from hlmat_env.wrappers import sb3_wrap  # noqa: E402

@@ -15,9 +15,10 @@ pytest.importorskip("transformers")
 
 import hlmat_env  # noqa: F401  (registers HLMATEnv-v0)
 from agents.base import Decision, make_agent
-from agents.mllm import MLLMAgent, resize_rule
+from agents.mllm.policy import MLLMAgent, resize_rule
 from agents.rollout import run_episode
-from agents.tiny_vlm import build_tiny_vlm
+from agents.mllm.tiny_vlm import build_tiny_vlm
+from agents.view import EpisodeView
 from hlmat_env.actions import Click, decode_action
 from hlmat_env.codecs import get_codec, smart_resize
 from hlmat_env.errors import CheckpointError
@@ -44,18 +45,18 @@ def scripted(agent: MLLMAgent, answers: list[str]) -> None:
 def test_agent_loads_and_acts_on_the_overlay(tiny_qwen, env):
     agent = make_agent(f"mllm:{tiny_qwen}")
     assert isinstance(agent, MLLMAgent) and agent.codec.name == "qwen2"  # picked by model type
-    text, image = agent.prompt(env.unwrapped)
+    text, image = agent.prompt(EpisodeView(env))
     assert "<|image_pad|>" in text and env.unwrapped.caption in text and "green mask" in text
     assert image.size == (env.unwrapped.image.shape[1], env.unwrapped.image.shape[0])
-    d = agent.act({}, env.unwrapped)
+    d = agent.act({}, EpisodeView(env))
     assert isinstance(d, Decision) and isinstance(d.text, str)
     assert d.valid == (d.invalid_reason is None)  # junk or not, the outcome is typed
     envs = [gym.make("HLMATEnv-v0", dataset="synthetic:val", segmenter=env.unwrapped.segmenter) for _ in range(3)]
     for i, e in enumerate(envs):
         e.reset(seed=i, options={"index": i})
-    batch = agent.act_batch([e.unwrapped for e in envs])
+    batch = agent.act_batch([EpisodeView(e) for e in envs])
     assert len(batch) == 3 and all(isinstance(b, Decision) for b in batch)
-    samples = agent.sample({}, env.unwrapped, 4, np.random.default_rng(0))
+    samples = agent.sample({}, EpisodeView(env), 4, np.random.default_rng(0))
     assert len(samples) == 4 and all(isinstance(s, Decision) for s in samples)
 
 
@@ -63,8 +64,8 @@ def test_batched_greedy_matches_single(tiny_qwen, env, disc_segmenter):
     agent = MLLMAgent(tiny_qwen, max_new_tokens=8)
     other = gym.make("HLMATEnv-v0", dataset="synthetic:val", segmenter=disc_segmenter)
     other.reset(seed=1, options={"index": 3})
-    singles = [agent.act({}, e.unwrapped).text for e in (env, other)]
-    assert [d.text for d in agent.act_batch([env.unwrapped, other.unwrapped])] == singles
+    singles = [agent.act({}, EpisodeView(e)).text for e in (env, other)]
+    assert [d.text for d in agent.act_batch([EpisodeView(env), EpisodeView(other)])] == singles
 
 
 def test_scripted_answers_become_env_actions(tiny_qwen, env):
@@ -72,12 +73,12 @@ def test_scripted_answers_become_env_actions(tiny_qwen, env):
     u = env.unwrapped
     h, w = u.image.shape[:2]
     scripted(agent, ["  Positive point: (500, 250)\n"])  # row first, leading space tolerated
-    d = agent.act({}, u)
+    d = agent.act({}, EpisodeView(u))
     assert d.valid and decode_action(d.action, w, h, u.coord_bins) == Click(w // 4, h // 2, True)
     scripted(agent, ["Finish"])
-    assert agent.act({}, u).action[0] == 2
+    assert agent.act({}, EpisodeView(u)).action[0] == 2
     scripted(agent, ["Positive point: (500, 2500)"])
-    d = agent.act({}, u)
+    d = agent.act({}, EpisodeView(u))
     assert d.action is None and "outside" in d.invalid_reason and d.text == "Positive point: (500, 2500)"
     ep = run_episode(env, agent, index=0, seed=0)  # the episode loop's policy: invalid stops the episode
     assert ep.invalid == 1 and ep.finished and ep.ious == []
@@ -125,9 +126,9 @@ def test_llava_architecture_loads_and_acts(tmp_path, env):
     path = build_tiny_vlm(tmp_path / "llava", "llava")
     agent = MLLMAgent(path, max_new_tokens=6)
     assert agent.codec.name == "llava"
-    text, _ = agent.prompt(env.unwrapped)
+    text, _ = agent.prompt(EpisodeView(env))
     assert text.startswith("USER: <image>\n") and text.endswith("ASSISTANT:")
-    assert isinstance(agent.act({}, env.unwrapped), Decision)
+    assert isinstance(agent.act({}, EpisodeView(env)), Decision)
 
 
 def test_text_wrapper_policies(env):

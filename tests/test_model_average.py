@@ -1,4 +1,4 @@
-"""``hlmat average``: the averaged folder holds the element-wise mean of the models' weights and loads as an
+"""``hlmat research average``: the averaged folder holds the element-wise mean of the models' weights and loads as an
 MLLM policy; incompatible folders are refused with a clear error."""
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 pytest.importorskip("transformers")
 
 from agents.cli import main  # noqa: E402
-from agents.mllm import SETTINGS_FILE, MLLMAgent, load_vlm  # noqa: E402
-from agents.model_average import average_models  # noqa: E402
-from agents.tiny_vlm import TinySize, build_tiny_vlm  # noqa: E402
+from agents.mllm.policy import SETTINGS_FILE, MLLMAgent, load_vlm  # noqa: E402
+from agents.research.model_average import average_models  # noqa: E402
+from agents.mllm.tiny_vlm import TinySize, build_tiny_vlm  # noqa: E402
 from hlmat_env.errors import CheckpointError  # noqa: E402
 
 
@@ -25,7 +25,7 @@ def two_models(tmp_path_factory):
 
 
 def test_average_is_the_elementwise_mean_and_loads(two_models, tmp_path):
-    assert main(["average", str(two_models[0]), str(two_models[1]), "--out", str(tmp_path / "soup")]) == 0
+    assert main(["research", "average", str(two_models[0]), str(two_models[1]), "--out", str(tmp_path / "soup")]) == 0
     a, b, avg = (load_vlm(p, dtype="float32")[0].state_dict() for p in (*two_models, tmp_path / "soup"))
     differing = [k for k in a if a[k].is_floating_point() and not a[k].equal(b[k])]
     assert differing  # the two seeds really differ, so the check below can fail

@@ -13,9 +13,9 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from agents.cli import main  # noqa: E402
-from agents.mllm import SETTINGS_FILE, MLLMAgent, load_vlm, user_turn  # noqa: E402
-from agents.model_deepen import _vision_parts, deepen_model  # noqa: E402
-from agents.tiny_vlm import build_tiny_vlm  # noqa: E402
+from agents.mllm.policy import SETTINGS_FILE, MLLMAgent, load_vlm, user_turn  # noqa: E402
+from agents.research.model_deepen import _vision_parts, deepen_model  # noqa: E402
+from agents.mllm.tiny_vlm import build_tiny_vlm  # noqa: E402
 from hlmat_env.errors import CheckpointError  # noqa: E402
 
 
@@ -30,7 +30,7 @@ def _logits(model, processor) -> torch.Tensor:
 def test_deepened_model_computes_the_same_function(arch, tmp_path):
     src = build_tiny_vlm(tmp_path / "m", arch, seed=3)
     (src / SETTINGS_FILE).write_text(json.dumps({"coords": "qwen2"}))
-    assert main(["deepen", str(src), "--out", str(tmp_path / "deep"), "--vision-layers", "1"]) == 0
+    assert main(["research", "deepen", str(src), "--out", str(tmp_path / "deep"), "--vision-layers", "1"]) == 0
     out = tmp_path / "deep"
     (a, proc), (b, _) = load_vlm(src, dtype="float32"), load_vlm(out, dtype="float32")
     assert len(b.model.language_model.layers) == len(a.model.language_model.layers) + 2

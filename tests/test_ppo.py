@@ -11,12 +11,13 @@ import torch
 pytest.importorskip("stable_baselines3")
 
 from agents.base import make_agent  # noqa: E402
-from agents.benchmark import benchmark  # noqa: E402
+from agents.tools.benchmark import benchmark  # noqa: E402
 from agents.ppo import PPOAgent, resolve_model  # noqa: E402
 from agents.ppo.agent import greedy_action  # noqa: E402
 from agents.ppo.bc import flip_batch, generate_demos, soft_target  # noqa: E402
 from agents.ppo.policy import ClickNet  # noqa: E402
 from agents.ppo.train import train  # noqa: E402
+from agents.view import EpisodeView
 from hlmat_env.actions import ActionKind, Click  # noqa: E402
 from hlmat_env.datasets.synthetic import SyntheticDataset  # noqa: E402
 from hlmat_env.errors import CheckpointError, HLMATError  # noqa: E402
@@ -136,19 +137,19 @@ def test_agent_sampling_and_errors(tmp_path):
     assert isinstance(agent, PPOAgent)
     env = gym.make("HLMATEnv-v0", dataset=VAL, segmenter=DiscSegmenter())
     obs, _ = env.reset(seed=0)
-    agent.reset(env.unwrapped)
-    ds = agent.sample(obs, env.unwrapped, 4, np.random.default_rng(0))
+    agent.reset(EpisodeView(env))
+    ds = agent.sample(obs, EpisodeView(env), 4, np.random.default_rng(0))
     assert len(ds) == 4 and all(d.valid and d.action.shape == (3,) for d in ds)
-    p = agent.probabilities(obs, env.unwrapped)
+    p = agent.probabilities(obs, EpisodeView(env))
     assert p.shape == (128,) and p.sum() == pytest.approx(1.0)
     state = env.unwrapped.get_state()
-    first = agent.act(obs, env.unwrapped)
+    first = agent.act(obs, EpisodeView(env))
     assert first.valid
     obs2, *_ = env.step(first.action)
-    assert agent.probabilities(obs2, env.unwrapped)[int(p.argmax())] == 0  # clicks in env.clicks are not repeated
+    assert agent.probabilities(obs2, EpisodeView(env))[int(p.argmax())] == 0  # clicks in env.clicks are not repeated
     env.unwrapped.set_state(state)  # a restored snapshot (tree search) gets the same decision: no agent memory
-    np.testing.assert_array_equal(agent.probabilities(obs, env.unwrapped), p)
-    np.testing.assert_array_equal(agent.act(obs, env.unwrapped).action, first.action)
+    np.testing.assert_array_equal(agent.probabilities(obs, EpisodeView(env)), p)
+    np.testing.assert_array_equal(agent.act(obs, EpisodeView(env)).action, first.action)
 
 
 def test_greedy_action_finishes_only_when_finishing_beats_clicking():
@@ -169,7 +170,7 @@ def test_no_finish_while_the_mask_is_empty():
     u = env.unwrapped
     obs, _ = env.reset(seed=0, options={"index": 0})
     assert not u.mask.any() and agent.probabilities(obs, u)[-1] == 0.0
-    assert all(d.action[0] != ActionKind.FINISH for d in agent.sample(obs, u, 64, np.random.default_rng(0)))
+    assert all(d.action[0] != ActionKind.FINISH for d in agent.sample(obs, EpisodeView(u), 64, np.random.default_rng(0)))
     obs, *_ = u.click(u.expert_click())
     assert u.mask.any() and agent.probabilities(obs, u)[-1] > 0.0
     obs, _ = env.reset(seed=0, options={"index": 0, "start": "degraded"})
@@ -191,8 +192,8 @@ def test_shipped_grounded_model_loads_and_acts_with_four_flips():
     assert resolve_model("grounded").name == "ppo_grounded.zip" and agent.model.policy.features_extractor.flips == 4
     env = gym.make("HLMATEnv-v0", dataset=VAL, segmenter=DiscSegmenter(), max_clicks=2)
     obs, _ = env.reset(seed=0, options={"index": 0})
-    agent.reset(env.unwrapped)
-    assert agent.act(obs, env.unwrapped).valid
+    agent.reset(EpisodeView(env))
+    assert agent.act(obs, EpisodeView(env)).valid
     with pytest.raises(ValueError, match="no PRM trunk"):
         PPOAgent("plain", trunk_flips=2)
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from agents.base import Agent, Decision
-from agents.prm import LearnedPRM, MLLMPRM
-from agents.prm_data import PRMData, build_prm_dataset
-from agents.prm_model import RELATIONS, PRMConfig, PRMNet, caption_features, resize_image
-from agents.prm_train import evaluate_prm, flip_caption, load_prm_net as load_net, save_prm, train_prm
+from agents.prm.scorer import LearnedPRM, MLLMPRM
+from agents.prm.data import PRMData, build_prm_dataset
+from agents.prm.model import RELATIONS, PRMConfig, PRMNet, caption_features, resize_image
+from agents.prm.train import evaluate_prm, flip_caption, load_prm_net as load_net, save_prm, train_prm
 from hlmat_env.datasets import make_dataset
 from hlmat_env.masks import coverage_map, encode_rle
 from hlmat_env.metrics import iou
@@ -68,7 +68,7 @@ def test_verifier_crops_surround_the_mask():
     """The verifier's square crop holds the whole mask with a margin; an empty mask gets the whole map."""
     import torch
 
-    from agents.prm_model import mask_boxes
+    from agents.prm.model import mask_boxes
 
     m = torch.zeros(3, 32, 32)
     m[0, 4:8, 10:20] = 1.0   # 4 x 10 bar
@@ -83,7 +83,7 @@ def test_verifier_crops_surround_the_mask():
 def test_flip_caption_and_augment_keep_maps_aligned():
     import torch
 
-    from agents.prm_train import augment
+    from agents.prm.train import augment
 
     assert flip_caption("The disc LEFT of the ring", True, False) == "the disc right of the ring"
     assert flip_caption("the bar above the star", True, True) == "the bar below the star"
@@ -161,7 +161,7 @@ def _checkpoint(tmp_path):
 
 def test_learned_prm_matches_batch_prediction_with_and_without_flips(tmp_path):
     """The scorer agents use and the evaluation of `train-prm` compute the same estimates, for 1 and 4 flips."""
-    from agents.prm_train import predict
+    from agents.prm.train import predict
 
     path = _checkpoint(tmp_path)
     data = build_prm_dataset("synthetic:val", range(3), config=CFG, rollout_clicks=0, n_degraded=0, seed=0)
@@ -219,7 +219,7 @@ def test_mllm_prm_reads_current_iou(text, expected):
 
 @pytest.mark.slow
 def test_score_masks_command(tmp_path):
-    from agents.commands import score_masks
+    from agents.cli import score_masks
 
     ckpt = _checkpoint(tmp_path)
     ds = make_dataset("synthetic:val")
@@ -283,7 +283,7 @@ def test_absolute_iou_loss_trains_and_unknown_loss_is_refused():
 def test_ensemble_prm_is_the_mean_of_its_members(tmp_path):
     import torch
 
-    from agents.prm import EnsemblePRM, load_prm
+    from agents.prm.scorer import EnsemblePRM, load_prm
 
     a = _checkpoint(tmp_path)
     torch.manual_seed(1)
@@ -303,8 +303,8 @@ def test_ensemble_prm_is_the_mean_of_its_members(tmp_path):
 def test_eval_prm_command_reports_members_and_their_mean(tmp_path, capsys):
     import torch
 
-    from agents.commands import eval_prm
-    from agents.prm_train import predict, regression_metrics
+    from agents.cli import eval_prm
+    from agents.prm.train import predict, regression_metrics
 
     a = _checkpoint(tmp_path)
     torch.manual_seed(1)

@@ -8,8 +8,9 @@ import pytest
 import hlmat_env  # noqa: F401
 from agents.base import Agent, Decision
 from agents.rollout import run_episode
-from agents.search import TreeSearch
-from agents.stop import PRMStop
+from agents.prm.search import TreeSearch
+from agents.prm.stop import PRMStop
+from agents.view import EpisodeView
 from hlmat_env.actions import Click, encode_click
 from hlmat_env.metrics import iou
 
@@ -37,6 +38,7 @@ class NoisyExpert(Agent):
     """The robot user's click, moved by Gaussian noise (deterministic ``act`` per state, random ``sample``)."""
 
     name = "noisy"
+    privileged = True  # it perturbs the robot user's click, so it acts through the privileged view
 
     def __init__(self, sigma=8.0):
         self.sigma = sigma
@@ -87,9 +89,10 @@ def test_search_replays_its_best_step_and_restores_env(disc_segmenter):
     env.reset(seed=0, options={"index": 3})
     u = env.unwrapped
     search = TreeSearch(NoisyExpert(), OraclePRM(env), k=3, beam=2)
-    search.reset(u)
+    view = EpisodeView(env)
+    search.reset(view)
     before = u.get_state()
-    best = search.search({}, u)
+    best = search.search({}, view)
     assert u.clicks == before["clicks"] and np.array_equal(u.mask, before["pred"].mask)
     ep = run_episode(env, TreeSearch(NoisyExpert(), OraclePRM(env), k=3, beam=2), index=3, seed=0)
     assert len(ep.ious) == len(best.path)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents.settings_record import check_record, write_record
+from agents.tools.settings_record import check_record, write_record
 from hlmat_env.errors import HLMATError
 from hlmat_env.segmenters import make_segmenter, segmenter_version
 

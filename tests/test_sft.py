@@ -13,8 +13,8 @@ pytest.importorskip("transformers")
 import hlmat_env  # noqa: F401
 from agents.base import make_agent
 from agents.rollout import run_episode
-from agents.sft import SFTCollator, load_samples, sft
-from agents.tiny_vlm import build_tiny_vlm
+from agents.mllm.sft import SFTCollator, load_samples, sft
+from agents.mllm.tiny_vlm import build_tiny_vlm
 from hlmat_env.errors import DatasetError
 from hlmat_env.exports import export_llamafactory, export_trl
 from hlmat_env.trajectories import record_trajectory

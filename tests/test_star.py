@@ -9,7 +9,7 @@ import torch
 import hlmat_env  # noqa: F401
 from agents.base import Agent, Decision
 from agents.ppo.bc import generate_demos
-from agents.random_agent import RandomAgent
+from agents.baselines.random_agent import RandomAgent
 from agents.star import bc_demos_from_trajectories, retrain, star_relabel
 from hlmat_env.actions import encode_click
 from hlmat_env.trajectories import read_jsonl, record_trajectory, write_jsonl
@@ -21,6 +21,8 @@ CFG = {"size": 32, "grid": 8, "finish": True, "clicks": True, "caption": True}
 
 class SometimesGood(Agent):
     """Half the time the robot user's click, else a random click (so some actions lower the IoU)."""
+
+    privileged = True  # half its clicks are the robot user's
 
     def __init__(self):
         self.rng = np.random.default_rng(0)
@@ -150,7 +152,7 @@ def test_retrain_modes(disc_segmenter, tmp_path):
 def test_star_command_reads_bc_demos_from_a_folder_and_refuses_another_wrapper(tmp_path):
     import json
 
-    from agents.commands.star import _load_bc_demos
+    from agents.cli.star import _load_bc_demos
     from agents.ppo.agent import resolve_model
 
     folder = tmp_path / "demos"
@@ -195,8 +197,8 @@ def test_star_round_for_an_mllm_policy(disc_segmenter, tmp_path):
     epoch from the base model on it. The untrained model's unparsable answers are replaced by the robot user."""
     pytest.importorskip("transformers")
     from agents.base import make_agent
-    from agents.sft import sft
-    from agents.tiny_vlm import build_tiny_vlm
+    from agents.mllm.sft import sft
+    from agents.mllm.tiny_vlm import build_tiny_vlm
     from hlmat_env.exports import export_trl
 
     base = build_tiny_vlm(tmp_path / "base", "qwen2-vl")

@@ -7,7 +7,7 @@ import csv
 import numpy as np
 import pytest
 
-from agents.stats import compare_runs, paired_bootstrap
+from agents.tools.stats import compare_runs, paired_bootstrap
 
 
 def test_paired_bootstrap_interval():
@@ -33,7 +33,7 @@ def _run(path, agent, values):
 
 
 def test_compare_runs_pairs_by_sample_id(tmp_path, capsys):
-    from agents.commands import compare
+    from agents.cli import compare
 
     a = _run(tmp_path / "a", "x", {0: 0.2, 1: 0.5, 2: 0.9})
     b = _run(tmp_path / "b", "y", {2: 1.0, 0: 0.3, 1: 0.6})  # other row order, same samples

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from agents import trunk_train
-from agents.prm_model import PRMConfig
-from agents.prm_train import load_prm_net
-from agents.trunk_train import (SceneMaps, TrunkSettings, build_scenes, load_or_build_scenes, pointing_accuracy,
+from agents.prm import trunk as trunk_train
+from agents.prm.model import PRMConfig
+from agents.prm.train import load_prm_net
+from agents.prm.trunk import (SceneMaps, TrunkSettings, build_scenes, load_or_build_scenes, pointing_accuracy,
                                 train_trunk)
 from hlmat_env.datasets.synthetic import SyntheticDataset
 from hlmat_env.errors import HLMATError

@@ -42,9 +42,9 @@ def resolve_model(path: str | Path | None) -> Path:
 class PPOAgent(Agent):
     """Acts with a policy trained by :func:`agents.ppo.train.train` on the env's observation.
 
-    It rebuilds the training observation from the public views (image, mask, caption and ``env.clicks``) with
+    It rebuilds the training observation from the public views (image, mask, caption and ``view.clicks``) with
     the wrapper functions of :mod:`hlmat_env.wrappers`, and never chooses a grid action whose click is already in
-    ``env.clicks`` (a repeat leaves the mask unchanged, so a deterministic policy would loop on it), nor finish
+    ``view.clicks`` (a repeat leaves the mask unchanged, so a deterministic policy would loop on it), nor finish
     while the mask is empty (every sample has a target, so an empty mask scores IoU 0 and any click can only do
     better; sampled grounded policies with ~6% on *finish* there quit 5-10% of their episodes before the first
     click). It keeps no memory of its own: every decision is a function of the env state, so tree search can
@@ -93,58 +93,58 @@ class PPOAgent(Agent):
         self.deterministic = deterministic
         self.rng = np.random.default_rng(seed)
 
-    def observation(self, obs: dict, env: Any) -> dict[str, np.ndarray]:
+    def observation(self, obs: dict, view: Any) -> dict[str, np.ndarray]:
         """The wrapped observation the policy was trained on (see :func:`hlmat_env.wrappers.sb3_wrap`)."""
         c = self.cfg
         out = {"image": stack_image_mask(obs["image"], obs["mask"], c["size"],
-                                         env.clicks if c["clicks"] else None, env.mask.shape)}
+                                         view.clicks if c["clicks"] else None, view.mask.shape)}
         if c["caption"]:
             out["caption"] = caption_code(obs["caption"], c.get("caption_code", "multihot"))
         return out
 
-    def probabilities(self, obs: dict, env: Any) -> np.ndarray:
-        """Action probabilities, float64 ``(n_actions,)``, zero for the grid actions of ``env.clicks`` and for
-        finish while ``env.mask`` is empty."""
+    def probabilities(self, obs: dict, view: Any) -> np.ndarray:
+        """Action probabilities, float64 ``(n_actions,)``, zero for the grid actions of ``view.clicks`` and for
+        finish while ``view.mask`` is empty."""
         import torch
 
-        o, _ = self.model.policy.obs_to_tensor(self.observation(obs, env))
+        o, _ = self.model.policy.obs_to_tensor(self.observation(obs, view))
         with torch.no_grad():
             p = self.model.policy.get_distribution(o).distribution.probs[0].double().numpy()
         if self.place == "map":  # the map at image size, for the gate here and place_in_cell in _decision
             self._map = full_size(self.model.policy.features_extractor.last_target_map[0, 0].numpy(),
-                                  *env.mask.shape)
-            if self.positive_threshold > 0 and np.any(env.mask):  # refinement clicks only
+                                  *view.mask.shape)
+            if self.positive_threshold > 0 and np.any(view.mask):  # refinement clicks only
                 g = self.cfg["grid"]
-                weak = cell_max_outside(env.mask, self._map, g) < self.positive_threshold
+                weak = cell_max_outside(view.mask, self._map, g) < self.positive_threshold
                 p[: g * g][weak.ravel()] = 0.0
-        p[self.used_actions(env)] = 0.0
-        if self.cfg["finish"] and not np.any(env.mask):
+        p[self.used_actions(view)] = 0.0
+        if self.cfg["finish"] and not np.any(view.mask):
             p[-1] = 0.0
         return p / p.sum() if p.sum() > 0 else np.full_like(p, 1.0 / len(p))
 
-    def used_actions(self, env: Any) -> list[int]:
-        """The grid actions whose cells hold a click of the same sign in ``env.clicks``."""
+    def used_actions(self, view: Any) -> list[int]:
+        """The grid actions whose cells hold a click of the same sign in ``view.clicks``."""
         g = self.cfg["grid"]
-        h, w = env.mask.shape
-        return [click_to_cell(c, g, w, h) for c in env.clicks]
+        h, w = view.mask.shape
+        return [click_to_cell(c, g, w, h) for c in view.clicks]
 
-    def _decision(self, a: int, env: Any) -> Decision:
+    def _decision(self, a: int, view: Any) -> Decision:
         g = self.cfg["grid"]
-        h, w = env.mask.shape
+        h, w = view.mask.shape
         click = None if a == 2 * g * g else cell_click(a, g, w, h)
         if click is not None and self.place == "map":
-            click = place_in_cell(click, g, env.mask, self._map)
-        return Decision(encode_click(click, w, h, env.coord_bins))
+            click = place_in_cell(click, g, view.mask, self._map)
+        return Decision(encode_click(click, w, h, view.coord_bins))
 
-    def act(self, obs: dict, env: Any) -> Decision:
-        p = self.probabilities(obs, env)
+    def act(self, obs: dict, view: Any) -> Decision:
+        p = self.probabilities(obs, view)
         if not self.deterministic:
-            return self._decision(int(self.rng.choice(len(p), p=p)), env)
-        return self._decision(greedy_action(p, bool(self.cfg["finish"])), env)
+            return self._decision(int(self.rng.choice(len(p), p=p)), view)
+        return self._decision(greedy_action(p, bool(self.cfg["finish"])), view)
 
-    def sample(self, obs: dict, env: Any, k: int, rng: np.random.Generator) -> list[Decision]:
-        p = self.probabilities(obs, env)
-        return [self._decision(int(a), env) for a in rng.choice(len(p), size=k, p=p)]
+    def sample(self, obs: dict, view: Any, k: int, rng: np.random.Generator) -> list[Decision]:
+        p = self.probabilities(obs, view)
+        return [self._decision(int(a), view) for a in rng.choice(len(p), size=k, p=p)]
 
 
 def greedy_action(p: np.ndarray, finish: bool) -> int:

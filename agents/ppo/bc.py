@@ -24,7 +24,7 @@ import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from agents.settings_record import check_record, write_record
+from agents.tools.settings_record import check_record, write_record
 from hlmat_env.masks import coverage_map
 from hlmat_env.robot_user import clicked_map, error_distances
 from hlmat_env.captions import mirror_code

@@ -2,7 +2,7 @@
 grounding ("which object does the description name?") comes from a pretrained target map.
 
 Why: grounding is what the plain :class:`agents.ppo.policy.ClickNet` fails at on this CPU budget (its first
-click lands on the wrong object in about a third of the scenes), and the PRM's trunk (:class:`agents.prm_model.PRMNet`,
+click lands on the wrong object in about a third of the scenes), and the PRM's trunk (:class:`agents.prm.model.PRMNet`,
 trained by ``hlmat train-prm`` with dense target-map labels) already finds the target far better. So
 :class:`GroundedClickNet` runs that trunk on the observation's image and hashed caption code
 (``caption_code="hashed"``), and a small convolutional head reads the predicted target map ``p`` next to the
@@ -24,8 +24,8 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 from torch.nn import functional as F
 
-from agents.prm_model import PRMConfig, PRMNet
-from agents.prm_train import flip_maps
+from agents.prm.model import PRMConfig, PRMNet
+from agents.prm.train import flip_maps
 from hlmat_env.captions import mirror_code
 
 
@@ -47,13 +47,13 @@ class GroundedClickNet(BaseFeaturesExtractor):
     Args:
         observation_space: ``Dict(image=Box uint8 (C, S, S), caption=Box float32 (D,))`` with ``C`` 4 or 6
             (RGB, mask[, positive and negative clicks]) and the hashed caption code; SB3 scales the image to [0, 1].
-        prm_config: the trunk's :class:`agents.prm_model.PRMConfig` as a dict (its weights are loaded by the
+        prm_config: the trunk's :class:`agents.prm.model.PRMConfig` as a dict (its weights are loaded by the
             caller, :func:`load_trunk`, and then saved with the policy).
         grid: click grid size; finish: whether the action space ends with a finish action.
         width: channels of the head; value_dim: size of the value features.
         train_trunk: let gradients reach the trunk (default: frozen, kept in eval mode).
         flips: the target map and the PRM estimate are averaged over this many flips (1-4) of image and caption
-            (test-time augmentation, as :class:`agents.prm.LearnedPRM` does; 4 costs 4 trunk passes). Not saved
+            (test-time augmentation, as :class:`agents.prm.scorer.LearnedPRM` does; 4 costs 4 trunk passes). Not saved
             as a weight: set ``flips`` on a loaded policy (``PPOAgent(..., trunk_flips=4)``).
 
     Attributes:
@@ -122,7 +122,7 @@ class GroundedClickNet(BaseFeaturesExtractor):
         mask = F.adaptive_avg_pool2d(x[:, 3:4], self.trunk.config.size)[:, 0]
         with torch.set_grad_enabled(self.train_trunk and torch.is_grad_enabled()):
             probs, ests = [], []
-            for f in range(self.flips):  # bit 0: left-right, bit 1: up-down (agents.prm_train.flip_maps)
+            for f in range(self.flips):  # bit 0: left-right, bit 1: up-down (agents.prm.train.flip_maps)
                 cap = observations["caption"]
                 for bit, axis in ((1, "x"), (2, "y")):
                     cap = mirror_code(cap, "hashed", axis) if f & bit else cap
@@ -174,7 +174,7 @@ class GroundedClickNet(BaseFeaturesExtractor):
 def load_trunk(policy, prm_path) -> None:
     """Copy the weights of the PRM checkpoint ``prm_path`` (``hlmat train-prm``) into ``policy``'s
     :class:`GroundedClickNet` trunk (shapes are checked by ``load_state_dict``)."""
-    from agents.prm_train import load_prm_net
+    from agents.prm.train import load_prm_net
 
     net = load_prm_net(prm_path)
     fe = policy.features_extractor

@@ -62,7 +62,7 @@ class PPOConfig:
         if self.trunk is None:
             return {"features_extractor_kwargs": {"width": self.width}}
         from agents.ppo.grounded import GroundedClickNet
-        from agents.prm_train import load_prm_net
+        from agents.prm.train import load_prm_net
 
         prm = load_prm_net(self.trunk).config.to_dict()
         return {"features_extractor_class": GroundedClickNet,

@@ -1,0 +1,48 @@
+"""``hlmat bench-sam``: seconds per click episode, plain SamPredictor loop vs hlmat's cached SAM segmenter."""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "bench-sam", help="time SAM episodes: plain SamPredictor loop vs hlmat's SAM segmenter",
+        description="Runs robot-user click episodes on one image with a randomly initialised SAM "
+                    "(same compute as real weights) and prints seconds per episode for a plain SamPredictor "
+                    "loop (set_image every episode) and for hlmat's SamSegmenter (embedding cached).")
+    p.add_argument("--model-type", default="vit_b", choices=["vit_b", "vit_l", "vit_h"],
+                   help="SAM architecture (default: vit_b)")
+    p.add_argument("--episodes", default="1,5", help="comma-separated episode counts (default: 1,5)")
+    p.add_argument("--clicks", type=int, default=10, help="clicks per episode (default: 10)")
+    p.add_argument("--dataset", default=None,
+                   help="dataset spec for the image (default: GrabCut next to the repo, else synthetic:val)")
+    p.add_argument("--index", type=int, default=0, help="sample index in the dataset (default: 0)")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the random weights and candidates (default: 0)")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the raw numbers as JSON")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from agents.tools.sam_speed import bench_sam, format_report
+
+    try:
+        episodes = sorted({int(e) for e in args.episodes.split(",") if e.strip()})
+    except ValueError:
+        raise SystemExit(f"--episodes must be comma-separated integers, got {args.episodes!r}") from None
+    if not episodes or episodes[0] < 1 or args.clicks < 1:
+        raise SystemExit(f"--episodes and --clicks must be >= 1, got {args.episodes!r} and {args.clicks}")
+    torch.set_num_threads(args.threads)
+    result = bench_sam(args.model_type, episodes, args.clicks, args.dataset, args.index, args.device,
+                       args.seed)
+    print(format_report(result))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return 0

@@ -1,1 +1,0 @@
-"""One module per ``hlmat`` subcommand (``add_parser`` + ``run``)."""

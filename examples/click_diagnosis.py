@@ -19,7 +19,7 @@ import torch
 
 import hlmat_env  # noqa: F401  (registers HLMATEnv-v0)
 from agents.base import make_agent
-from agents.view import EpisodeView
+from agents.view import view_for
 from hlmat_env.actions import decode_action
 from hlmat_env.datasets import make_dataset
 
@@ -48,10 +48,11 @@ def main() -> None:
     for i in range(min(args.limit, len(data))):
         target = data[i].target > 0
         obs, info = env.reset(seed=i, options={"index": i})
-        agent.reset(EpisodeView(u))
+        view = view_for(agent, env)  # the oracle gets its privileged view, every other agent a plain one
+        agent.reset(view)
         first_iou, earlier = None, []
         for _ in range(args.max_clicks):
-            d = agent.act(obs, EpisodeView(u))
+            d = agent.act(obs, view)
             if d.action is None or int(d.action[0]) == 2:  # invalid or finish
                 break
             h, w = u.mask.shape

@@ -10,7 +10,7 @@ from agents.base import Agent, Decision
 from agents.rollout import run_episode
 from agents.prm.search import TreeSearch
 from agents.prm.stop import PRMStop
-from agents.view import EpisodeView
+from agents.view import view_for
 from hlmat_env.actions import Click, encode_click
 from hlmat_env.metrics import iou
 
@@ -89,7 +89,7 @@ def test_search_replays_its_best_step_and_restores_env(disc_segmenter):
     env.reset(seed=0, options={"index": 3})
     u = env.unwrapped
     search = TreeSearch(NoisyExpert(), OraclePRM(env), k=3, beam=2)
-    view = EpisodeView(env)
+    view = view_for(search, env)  # privileged: the wrapped NoisyExpert perturbs the robot user's clicks
     search.reset(view)
     before = u.get_state()
     best = search.search({}, view)

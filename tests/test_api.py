@@ -20,3 +20,25 @@ def test_env_package_imports_no_agents_and_no_heavy_extras():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_env_package_source_never_imports_agents():
+    """Imports point one way (agents -> hlmat_env): no module of the env package names the agents package."""
+    import ast
+    from pathlib import Path
+
+    root = Path(hlmat_env.__file__).parent
+    offenders = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.name}: {n}" for n in names if n == "agents" or n.startswith("agents.")]
+    assert offenders == []
+
+
+def test_agents_public_api_imports():
+    import agents
+
+    for name in agents.__all__:
+        assert getattr(agents, name) is not None, name

@@ -60,3 +60,15 @@ def on_page_markdown(markdown: str, page, **kwargs) -> str:
         return f"```text\n{text}\n```"
 
     return MARKER.sub(replace, markdown)
+
+
+def on_post_page(output: str, page, **kwargs) -> str:
+    """Warn when the commands page misses a subcommand (so a new command cannot go undocumented)."""
+    if page.file.src_path != "commands.md":
+        return output
+    for action in _parser()._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name in action.choices:
+                if f'id="{name}"' not in output:
+                    log.warning("commands.md has no section for `hlmat %s`", name)
+    return output

@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "generate": "generate",
     "export": "export",
     "benchmark": "benchmark",
+    "results": "results",
     "train-ppo": "train_ppo",
     "train-trunk": "train_trunk",
     "bench-sam": "bench_sam",

@@ -52,8 +52,8 @@ class SuiteSize:
 
 FULL = SuiteSize(seg_limit=None, seg_clicks=20, seg_peer_limit=None, agent_limit=None, agent_real_limit=None,
                  agent_clicks=20, demo_limit=400,
-                 prm_recipe=("--limit", "150", "--extra-scenes", "600", "--epochs", "6", "--val-limit", "30",
-                             "--select-range", "100:130", "--select-from-train", "30"),
+                 prm_recipe=("--limit", "300", "--extra-scenes", "1500", "--epochs", "8", "--val-limit", "50",
+                             "--select-range", "100:150", "--select-from-train", "50", "--workers", "2"),
                  prm_eval_limit=100, prm_clicks=7)
 FAST = SuiteSize(seg_limit=2, seg_clicks=3, seg_peer_limit=1, agent_limit=3, agent_real_limit=2, agent_clicks=3,
                  demo_limit=4,

@@ -52,6 +52,7 @@ class StarStats:
 
     @property
     def kept_fraction(self) -> float:
+        """Fraction of the policy's clicks that were kept (NaN before any click)."""
         n = self.kept + self.replaced
         return self.kept / n if n else float("nan")
 

@@ -34,9 +34,11 @@ class RandomAgent(Agent):
         return Decision(encode_click(click, w, h, view.coord_bins))
 
     def act(self, obs: dict, view: Any) -> Decision:
+        """Choose the next action for ``obs`` (see :meth:`agents.base.Agent.act`)."""
         return self._draw(view, self.rng)
 
     def sample(self, obs: dict, view: Any, k: int, rng: np.random.Generator) -> list[Decision]:
+        """``k`` candidate decisions for tree search (see :meth:`agents.base.Agent.sample`)."""
         return [self._draw(view, rng) for _ in range(k)]
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``hlmat research average`` and its flags."""
     p = subparsers.add_parser(
         "average", help="average the weights of fine-tuned model folders of one architecture (a model soup)",
         description="Writes the uniform mean of the models' weights, with the first model's processor and the "
@@ -16,6 +17,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``hlmat research average`` with the parsed ``args``; returns the exit code."""
     from agents.research.model_average import average_models
 
     out = average_models(args.models, args.out)

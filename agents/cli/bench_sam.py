@@ -7,6 +7,7 @@ from typing import Any
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``hlmat bench-sam`` and its flags."""
     p = subparsers.add_parser(
         "bench-sam", help="time SAM episodes: plain SamPredictor loop vs hlmat's SAM segmenter",
         description="Runs robot-user click episodes on one image with a randomly initialised SAM "
@@ -28,6 +29,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``hlmat bench-sam`` with the parsed ``args``; returns the exit code."""
     import torch
 
     from agents.tools.sam_speed import bench_sam, format_report

@@ -7,6 +7,7 @@ from typing import Any
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``hlmat bench-segmenters`` and its flags."""
     p = subparsers.add_parser(
         "bench-segmenters", help="compare segmenters under the standard robot-user protocol",
         description="Runs the robot user (clicked pixels excluded, all clicks and the previous prediction "
@@ -40,6 +41,7 @@ def _parse_kwargs(text: str, names: list[str]) -> dict[str, dict]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``hlmat bench-segmenters`` with the parsed ``args``; returns the exit code."""
     import os
     from pathlib import Path
 

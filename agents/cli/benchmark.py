@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``hlmat benchmark`` and its flags."""
     p = subparsers.add_parser(
         "benchmark", help="run agents over a dataset and write results.json/.md, per_sample.csv, curves.png",
         description="Run each agent once on every sample (seeded) and write DIR/results.json, DIR/results.md, "
@@ -72,6 +73,7 @@ def agent_wrapper(args: argparse.Namespace) -> Callable | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``hlmat benchmark`` with the parsed ``args``; returns the exit code."""
     from agents.tools.benchmark import benchmark
 
     specs = [s.strip() for s in args.agent.split(",") if s.strip()]

@@ -6,6 +6,7 @@ from typing import Any
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``hlmat compare`` and its flags."""
     p = subparsers.add_parser(
         "compare", help="paired bootstrap CI of the per-sample difference between benchmark runs",
         description="Compare RUN (benchmark folders or per_sample.csv files) against BASE sample by sample: "
@@ -22,6 +23,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``hlmat compare`` with the parsed ``args``; returns the exit code."""
     from agents.tools.stats import compare_runs
 
     def split(spec: str) -> tuple[str, str | None]:

@@ -6,6 +6,7 @@ from typing import Any
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``hlmat research deepen`` and its flags."""
     p = subparsers.add_parser(
         "deepen", help="add identity-initialised text/vision layers to a VLM folder (llava, qwen2-vl)",
         description="Appends copies of the last text (and vision) layer with zeroed output projections, so the "
@@ -19,6 +20,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``hlmat research deepen`` with the parsed ``args``; returns the exit code."""
     from agents.research.model_deepen import deepen_folder
 
     out = deepen_folder(args.model, args.out, args.text_layers, args.vision_layers)

@@ -5,6 +5,7 @@ import argparse
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``hlmat demo`` and its flags."""
     p = sub.add_parser("demo", help="run the oracle robot user on the embedded set; write a table, plot and GIF",
                        description=__doc__)
     p.add_argument("--dataset", default="synthetic:val", help="dataset spec (default: synthetic:val)")
@@ -15,6 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``hlmat demo`` with the parsed ``args``; returns the exit code."""
     from pathlib import Path
 
     import gymnasium as gym

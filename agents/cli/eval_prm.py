@@ -6,6 +6,7 @@ from typing import Any
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``hlmat eval-prm`` and its flags."""
     p = subparsers.add_parser(
         "eval-prm", help="score saved PRM states with one or several PRMs (and their mean)",
         description="Evaluate PRM checkpoints on saved states (a PRMData .npz, e.g. the report.npz that "
@@ -21,6 +22,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``hlmat eval-prm`` with the parsed ``args``; returns the exit code."""
     import json
     from pathlib import Path
 

@@ -6,6 +6,7 @@ from typing import Any
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``hlmat export`` and its flags."""
     p = subparsers.add_parser(
         "export", help="export trajectories for fine-tuning (llamafactory, trl) or as SegAgent JSON",
         description="One sample per click step: the image with the mask before the click as a green overlay "
@@ -23,6 +24,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``hlmat export`` with the parsed ``args``; returns the exit code."""
     from hlmat_env.exports import export
     from hlmat_env.trajectories import iter_trajectories
 

@@ -7,6 +7,7 @@ from typing import Any
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``hlmat generate`` and its flags."""
     p = subparsers.add_parser(
         "generate", help="record expert click trajectories over a dataset (JSONL shards, resumable)",
         description="Record the robot user's trajectories (SegAgent's rules) over a dataset into DIR/part-*.jsonl; "
@@ -33,6 +34,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``hlmat generate`` with the parsed ``args``; returns the exit code."""
     from agents.tools.generate import GenerateConfig, generate
 
     env_kwargs = {}

@@ -6,6 +6,7 @@ from typing import Any
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``hlmat score-masks`` and its flags."""
     p = subparsers.add_parser(
         "score-masks", help="estimate the IoU of given masks with the PRM; flag low-quality ones",
         description="Read a COCO results JSON (a list of {image_id, segmentation (RLE), score, category_id}), "
@@ -22,6 +23,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``hlmat score-masks`` with the parsed ``args``; returns the exit code."""
     from agents.prm.mask_scoring import score_coco_results
 
     rows = score_coco_results(args.prm, args.dataset, args.masks, args.out, threshold=args.threshold)

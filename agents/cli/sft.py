@@ -6,6 +6,7 @@ from typing import Any
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``hlmat sft`` and its flags."""
     p = subparsers.add_parser(
         "sft", help="fine-tune a vision-language model on exported demonstrations (trl or llamafactory)",
         description="Loss on the answer tokens only; nothing truncated; checkpoints in OUT/checkpoints (each "
@@ -29,6 +30,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``hlmat sft`` with the parsed ``args``; returns the exit code."""
     from agents.mllm.sft import sft
 
     out = sft(args.data, args.model, args.out, coords=args.coords, epochs=args.epochs, batch_size=args.batch_size,

@@ -7,6 +7,7 @@ from typing import Any
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``hlmat star`` and its flags."""
     p = subparsers.add_parser(
         "star", help="StaR+: relabel a policy's rollouts with the robot user; write them and the union",
         description="Roll AGENT out on the dataset's samples, keep its IoU-raising clicks and replace the others "
@@ -43,6 +44,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``hlmat star`` with the parsed ``args``; returns the exit code."""
     import json
 
     import torch

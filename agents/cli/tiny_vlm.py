@@ -6,6 +6,7 @@ from typing import Any
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``hlmat tiny-vlm`` and its flags."""
     p = subparsers.add_parser(
         "tiny-vlm", help="write a tiny random vision-language model folder (tests, users without weights)",
         description="Builds a small model (~170k parameters by default) offline from a config (byte-level tokenizer, small image "
@@ -24,6 +25,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``hlmat tiny-vlm`` with the parsed ``args``; returns the exit code."""
     from agents.mllm.tiny_vlm import TinySize, build_tiny_vlm
 
     try:

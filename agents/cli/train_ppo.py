@@ -6,6 +6,7 @@ from typing import Any
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``hlmat train-ppo`` and its flags."""
     p = subparsers.add_parser(
         "train-ppo", help="train the PPO baseline (BC warm start optional); ppo:DIR loads the result",
         description="Train a PPO click policy on the SB3-ready wrapped env. Writes DIR/model.zip (+ .json), "
@@ -59,6 +60,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``hlmat train-ppo`` with the parsed ``args``; returns the exit code."""
     import logging
 
     from agents.ppo.train import train

@@ -7,6 +7,7 @@ from typing import Any
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``hlmat train-prm`` and its flags."""
     p = subparsers.add_parser(
         "train-prm", help="train the process reward model (IoU estimator); prints held-out Pearson/Spearman/MAE",
         description="Build PRM training states (demonstration masks from --data plus noisy-policy rollouts, "
@@ -90,6 +91,7 @@ def _dataset(spec: str, n: int) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``hlmat train-prm`` with the parsed ``args``; returns the exit code."""
     from pathlib import Path
 
     import torch

@@ -6,6 +6,7 @@ from typing import Any
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``hlmat train-trunk`` and its flags."""
     p = subparsers.add_parser(
         "train-trunk", help="pretrain the grounding trunk on scenes (target-map loss only); train-ppo --trunk loads it",
         description="Builds (image, caption, target map) scenes (cached as DIR/scenes.npz), trains the PRM's "
@@ -36,6 +37,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``hlmat train-trunk`` with the parsed ``args``; returns the exit code."""
     import json
     import logging
     from pathlib import Path

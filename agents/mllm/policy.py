@@ -164,6 +164,7 @@ class MLLMAgent(Agent):
 
     # ------------------------------------------------------------------ Agent API
     def act(self, obs: dict, view: Any) -> Decision:
+        """Choose the next action for ``obs`` (see :meth:`agents.base.Agent.act`)."""
         return self.act_batch([view])[0]
 
     def act_batch(self, views: Sequence[Any]) -> list[Decision]:

@@ -162,6 +162,7 @@ class TinySize:
 
     @property
     def head_dim(self) -> int:
+        """Width of one attention head: 16 for hidden sizes up to 64, else 32."""
         return 16 if self.hidden <= 64 else 32
 
     def __post_init__(self) -> None:

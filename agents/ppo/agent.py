@@ -137,12 +137,14 @@ class PPOAgent(Agent):
         return Decision(encode_click(click, w, h, view.coord_bins))
 
     def act(self, obs: dict, view: Any) -> Decision:
+        """Choose the next action for ``obs`` (see :meth:`agents.base.Agent.act`)."""
         p = self.probabilities(obs, view)
         if not self.deterministic:
             return self._decision(int(self.rng.choice(len(p), p=p)), view)
         return self._decision(greedy_action(p, bool(self.cfg["finish"])), view)
 
     def sample(self, obs: dict, view: Any, k: int, rng: np.random.Generator) -> list[Decision]:
+        """``k`` candidate decisions for tree search (see :meth:`agents.base.Agent.sample`)."""
         p = self.probabilities(obs, view)
         return [self._decision(int(a), view) for a in rng.choice(len(p), size=k, p=p)]
 

@@ -106,6 +106,7 @@ class GroundedClickNet(BaseFeaturesExtractor):
         self._flips = int(k)
 
     def train(self, mode: bool = True) -> "GroundedClickNet":
+        """Switch training mode on or off, keeping the frozen parts in eval mode (``torch.nn.Module.train``)."""
         super().train(mode)
         if not self.train_trunk:
             self.trunk.eval()  # a frozen trunk keeps its BatchNorm statistics
@@ -168,6 +169,7 @@ class GroundedClickNet(BaseFeaturesExtractor):
         return torch.cat(parts + [value], 1), logits
 
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The module's forward pass (shapes as in the class docstring)."""
         return self.maps(observations)[0]
 
 

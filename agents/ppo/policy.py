@@ -33,6 +33,7 @@ class FiLM(nn.Module):
         nn.init.zeros_(self.linear.bias)
 
     def forward(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        """The module's forward pass (shapes as in the class docstring)."""
         gamma, beta = self.linear(code).chunk(2, dim=1)
         return F.relu(x * (1 + gamma[..., None, None]) + beta[..., None, None])
 
@@ -111,6 +112,7 @@ class ClickNet(BaseFeaturesExtractor):
         return torch.cat(parts + [value], 1), target
 
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The module's forward pass (shapes as in the class docstring)."""
         return self.maps(observations)[0]
 
 

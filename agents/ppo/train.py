@@ -52,6 +52,7 @@ class PPOConfig:
             self.caption_code = "hashed"  # what the PRM's trunk reads
 
     def wrapper_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`hlmat_env.wrappers.sb3_wrap` that rebuild the training observation."""
         return {"size": self.size, "grid": self.grid, "finish": self.finish, "clicks": self.clicks,
                 "caption": self.caption, "caption_code": self.caption_code}
 

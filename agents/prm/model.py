@@ -61,6 +61,7 @@ class PRMConfig:
     verifier_width: int = 16
 
     def to_dict(self) -> dict:
+        """The config as a plain dict (saved with checkpoints)."""
         return asdict(self)
 
     @property

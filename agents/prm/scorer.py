@@ -66,9 +66,11 @@ class LearnedPRM:
         return self._last[1]
 
     def score(self, image: np.ndarray, mask: np.ndarray, caption: str = "") -> float:
+        """IoU estimate in [0, 1] of bool HxW ``mask`` on uint8 HxWx3 ``image`` (see :class:`PRM`)."""
         return self.score_batch(image, [mask], caption)[0]
 
     def score_batch(self, image: np.ndarray, masks: Sequence[np.ndarray], caption: str = "") -> list[float]:
+        """Estimates of several masks of one image, in order (see :class:`PRM`)."""
         from agents.prm.train import flip_maps
         from hlmat_env.masks import coverage_map
 
@@ -103,9 +105,11 @@ class EnsemblePRM:
         self.members = list(members)
 
     def score(self, image: np.ndarray, mask: np.ndarray, caption: str = "") -> float:
+        """IoU estimate in [0, 1] of bool HxW ``mask`` on uint8 HxWx3 ``image`` (see :class:`PRM`)."""
         return self.score_batch(image, [mask], caption)[0]
 
     def score_batch(self, image: np.ndarray, masks: Sequence[np.ndarray], caption: str = "") -> list[float]:
+        """Estimates of several masks of one image, in order (see :class:`PRM`)."""
         scores = np.mean([m.score_batch(image, masks, caption) for m in self.members], axis=0)
         return [float(v) for v in scores]
 
@@ -135,6 +139,7 @@ class MLLMPRM:
         return None if text is None else self.codec.parse(text, width, height).iou
 
     def score(self, image: np.ndarray, mask: np.ndarray, caption: str = "") -> float:
+        """IoU estimate in [0, 1] of bool HxW ``mask`` on uint8 HxWx3 ``image`` (see :class:`PRM`)."""
         import cv2
 
         mask = np.asarray(mask, bool)
@@ -148,6 +153,7 @@ class MLLMPRM:
         return 0.0 if value is None else float(value)
 
     def score_batch(self, image: np.ndarray, masks: Sequence[np.ndarray], caption: str = "") -> list[float]:
+        """Estimates of several masks of one image, in order (see :class:`PRM`)."""
         return [self.score(image, m, caption) for m in masks]
 
 

@@ -68,10 +68,12 @@ class TreeSearch(Agent):
         return bool(getattr(self.agent, "privileged", False))
 
     def reset(self, view: Any) -> None:
+        """Start of an episode: reset the wrapped agent and this wrapper's state."""
         self.agent.reset(view)
         self._plan: list[np.ndarray] | None = None
 
     def act(self, obs: dict, view: Any) -> Decision:
+        """Choose the next action for ``obs`` (see :meth:`agents.base.Agent.act`)."""
         if self._plan is None:
             self._plan = list(self.search(obs, view).path)
         if self._plan:
@@ -79,6 +81,7 @@ class TreeSearch(Agent):
         return Decision(FINISH.copy())
 
     def sample(self, obs: dict, view: Any, k: int, rng: np.random.Generator) -> list[Decision]:
+        """``k`` candidate decisions for tree search (see :meth:`agents.base.Agent.sample`)."""
         return self.agent.sample(obs, view, k, rng)
 
     def candidates(self, obs: dict, view: Any) -> list[np.ndarray]:

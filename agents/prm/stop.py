@@ -58,6 +58,7 @@ class PRMStop(Agent):
             self.agent.rng = value
 
     def reset(self, view: Any) -> None:
+        """Start of an episode: reset the wrapped agent and this wrapper's state."""
         self.agent.reset(view)
         self.best_score: float | None = None
         self.best_state: Snapshot | None = None
@@ -65,6 +66,7 @@ class PRMStop(Agent):
         self.bad = 0
 
     def act(self, obs: dict, view: Any) -> Decision:
+        """Choose the next action for ``obs`` (see :meth:`agents.base.Agent.act`)."""
         if self.best_score is None:
             self.best_score, self.best_state = self.prm.score(view.image, view.mask, view.caption), view.snapshot()
         elif self.best_pending:
@@ -93,4 +95,5 @@ class PRMStop(Agent):
         return Decision(FINISH.copy(), text=text)
 
     def sample(self, obs: dict, view: Any, k: int, rng: np.random.Generator) -> list[Decision]:
+        """``k`` candidate decisions for tree search (see :meth:`agents.base.Agent.sample`)."""
         return self.agent.sample(obs, view, k, rng)

@@ -51,6 +51,7 @@ class SceneMaps:
         return len(self.captions)
 
     def save(self, path: str | Path) -> Path:
+        """Write the scenes to ``path`` (``.npz``, renamed into place when complete); returns the path."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npz")  # renamed when complete: no half-written cache
@@ -60,6 +61,7 @@ class SceneMaps:
 
     @classmethod
     def load(cls, path: str | Path) -> "SceneMaps":
+        """Read scenes written by :meth:`save`."""
         with np.load(path) as z:
             return cls(z["images"], z["targets"], [str(c) for c in z["captions"]])
 

@@ -75,6 +75,7 @@ class GenerateConfig:
 
     @property
     def segmenter_name(self) -> str:
+        """The segmenter's registered name (recorded with the shards)."""
         return segmenter_name(self.segmenter)
 
     def settings(self) -> dict[str, Any]:
@@ -88,6 +89,7 @@ class GenerateConfig:
 
 @dataclass
 class GenerateReport:
+    """What a generation run did: episodes written, skipped as done, failed, and their totals."""
     written: int = 0
     already_done: int = 0
     errors: int = 0
@@ -97,14 +99,17 @@ class GenerateReport:
 
     @property
     def episodes_per_s(self) -> float:
+        """Episodes written per second of wall time."""
         return self.written / self.seconds if self.seconds > 0 else 0.0
 
     @property
     def mean_kept_clicks(self) -> float:
+        """Mean kept clicks per written episode."""
         return self.kept_clicks / self.written if self.written else 0.0
 
     @property
     def mean_final_iou(self) -> float:
+        """Mean final IoU of the written episodes."""
         return self.final_iou_sum / self.written if self.written else 0.0
 
 
@@ -155,6 +160,7 @@ class ShardWriter:
         self._f, self._count = None, 0
 
     def add(self, line: str) -> None:
+        """Append one episode record (a new shard starts when the current one is full)."""
         if self._f is None:
             self._f = open(self.out / f"part-{self.number:05d}.jsonl.tmp", "w", encoding="utf-8")
         self._f.write(line + "\n")
@@ -164,6 +170,7 @@ class ShardWriter:
             self.close()
 
     def close(self) -> None:
+        """Flush and close the current shard."""
         if self._f is None:
             return
         self._f.close()

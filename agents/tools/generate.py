@@ -170,7 +170,7 @@ class ShardWriter:
             self.close()
 
     def close(self) -> None:
-        """Flush and close the current shard."""
+        """Close the current shard and rename it into place (``part-N.jsonl.tmp`` -> ``part-N.jsonl``)."""
         if self._f is None:
             return
         self._f.close()

@@ -28,7 +28,7 @@ def test_fast_suite_writes_every_section_and_its_readme_blocks(tmp_path):
     for s in SECTIONS:
         page = (out / f"{s}.md").read_text()
         assert "fast mode" in page and "hlmat results --fast" in page
-        assert (out / f"{s}.readme.md").read_text().strip() in text
+        assert (out / f"{s}.readme.txt").read_text().strip() in text
         json.loads((out / f"{s}.json").read_text())
     agents = json.loads((out / "agents.json").read_text())
     assert agents["oracle / synthetic:val"]["miou@3"] > agents["random / synthetic:val"]["miou@3"]

@@ -250,8 +250,8 @@ def update_readme(text: str, blocks: dict[str, str]) -> str:
 
 
 def readme_blocks(out: Path) -> dict[str, str]:
-    """The README bodies of the sections written in ``out`` (``<section>.readme.md``)."""
-    return {name: (out / f"{name}.readme.md").read_text() for name in SECTIONS if (out / f"{name}.readme.md").is_file()}
+    """The README bodies of the sections written in ``out`` (``<section>.readme.txt``)."""
+    return {name: (out / f"{name}.readme.txt").read_text() for name in SECTIONS if (out / f"{name}.readme.txt").is_file()}
 
 
 def _write(section: Section, out: Path, fast: bool, argv: list[str]) -> None:
@@ -261,7 +261,7 @@ def _write(section: Section, out: Path, fast: bool, argv: list[str]) -> None:
     head = (f"# {title}\n\nWritten by `{' '.join([COMMAND, *argv])}`{mode} in {section.seconds:.0f} s on this "
             f"machine ({os.cpu_count()} CPUs). Do not edit: rerun the command.\n\n")
     (out / f"{section.name}.md").write_text(head + section.page)
-    (out / f"{section.name}.readme.md").write_text(section.readme)
+    (out / f"{section.name}.readme.txt").write_text(section.readme)
     (out / f"{section.name}.json").write_text(json.dumps(section.metrics, indent=1, default=float) + "\n")
 
 

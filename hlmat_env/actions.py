@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
 import numpy as np
 
@@ -22,15 +23,57 @@ class ActionKind(IntEnum):
     FINISH = 2
 
 
+def is_int(value: Any) -> bool:
+    """True for a Python or NumPy integer that is not a bool (``True`` is an ``int`` in Python).
+
+    Args:
+        value: anything.
+
+    Returns:
+        Whether ``value`` is an ``int`` / ``np.integer`` scalar (a 0-d integer array counts too).
+    """
+    if isinstance(value, np.ndarray) and value.shape == ():
+        value = value[()]
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 @dataclass(frozen=True)
 class Click:
-    """A click in full-resolution pixel coordinates: ``x`` = column, ``y`` = row."""
+    """A click in full-resolution pixel coordinates: ``x`` = column, ``y`` = row.
+
+    Attributes:
+        x: column, a Python int (NumPy integers are converted; floats, bools and strings are refused).
+        y: row, a Python int (same rule).
+        positive: True for a positive click, False for a negative one (a Python or NumPy bool; anything
+            else, e.g. ``"no"`` or ``1``, is refused).
+
+    Raises:
+        InvalidAction: a coordinate that is not an integer or a sign that is not a bool, naming the value.
+            Whether the click lies inside an image is checked where the image is known (``HLMATEnv.click``).
+    """
 
     x: int
     y: int
     positive: bool
 
+    def __post_init__(self) -> None:
+        for name in ("x", "y"):
+            value = getattr(self, name)
+            if not is_int(value):
+                raise InvalidAction(f"Click.{name} must be an integer pixel index, got {value!r} "
+                                    f"({type(value).__name__})")
+            object.__setattr__(self, name, int(value))
+        if not isinstance(self.positive, (bool, np.bool_)):
+            raise InvalidAction(f"Click.positive must be a bool, got {self.positive!r} "
+                                f"({type(self.positive).__name__})")
+        object.__setattr__(self, "positive", bool(self.positive))
+
     def as_row_col(self) -> tuple[int, int]:
+        """The click as ``(row, col)`` = ``(y, x)`` (SegAgent's order).
+
+        Returns:
+            ``(y, x)`` as two ints.
+        """
         return self.y, self.x
 
 
@@ -54,22 +97,39 @@ def encode_click(click: Click | None, width: int, height: int, bins: int) -> np.
     )
 
 
-def decode_action(action, width: int, height: int, bins: int) -> Click | None:
+def decode_action(action: Any, width: int, height: int, bins: int) -> Click | None:
     """Decode an env action into a :class:`Click` (``None`` for finish).
 
+    Args:
+        action: ``[kind, x_bin, y_bin]``, shape ``(3,)``, an integer dtype (or floats holding finite whole
+            numbers); kind 0 positive, 1 negative, 2 finish.
+        width, height: image size in pixels.
+        bins: coordinate bins per axis (the env's ``coord_bins``).
+
+    Returns:
+        The click in pixels, or None for finish.
+
     Raises:
-        InvalidAction: wrong shape, non-integer dtype or a component out of range, quoting the value.
+        InvalidAction: wrong shape, a non-numeric dtype, a non-finite or fractional value, or a component out
+            of range, quoting the value. Finish needs in-range bins too (as ``action_space.contains`` does).
     """
-    a = np.asarray(action)
+    try:
+        a = np.asarray(action)
+    except (TypeError, ValueError, OverflowError) as e:  # ragged lists and other non-arrays
+        raise InvalidAction(f"action must be an array [kind, x_bin, y_bin], got {action!r} ({e})") from None
     if a.shape != (3,):
         raise InvalidAction(f"action must have shape (3,) = [kind, x_bin, y_bin], got shape {a.shape}: {action!r}")
-    if not (np.issubdtype(a.dtype, np.integer) or (np.issubdtype(a.dtype, np.floating) and np.all(a == np.round(a)))):
+    if a.dtype.kind == "f":
+        if not (np.all(np.isfinite(a)) and np.all(a == np.round(a))):
+            raise InvalidAction(f"action must hold finite whole numbers, got {action!r}")
+    elif a.dtype.kind not in "iu":  # bool, complex, timedelta64, str, object...: not an action
         raise InvalidAction(f"action must hold integers, got dtype {a.dtype}: {action!r}")
-    kind, bx, by = (int(v) for v in a)
+    kind, bx, by = (int(v) for v in a.tolist())  # Python ints: no overflow, whatever the dtype
     if kind not in (0, 1, 2):
         raise InvalidAction(f"action kind must be 0 (positive), 1 (negative) or 2 (finish), got {kind}")
+    if not (0 <= bx < bins and 0 <= by < bins):
+        raise InvalidAction(f"click bins must lie in [0, {bins}), got x={bx}, y={by}"
+                            + (" (finish too: its bins are checked like a click's)" if kind == ActionKind.FINISH else ""))
     if kind == ActionKind.FINISH:
         return None
-    if not (0 <= bx < bins and 0 <= by < bins):
-        raise InvalidAction(f"click bins must lie in [0, {bins}), got x={bx}, y={by}")
     return Click(bin_to_pixel(bx, width, bins), bin_to_pixel(by, height, bins), kind == ActionKind.POSITIVE)

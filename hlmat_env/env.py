@@ -1,17 +1,21 @@
 """``HLMATEnv``: SegAgent's Human-Like Mask Annotation Task as a Gymnasium environment."""
 from __future__ import annotations
 
+import math
 import string
+from collections.abc import Mapping
+from collections.abc import Sequence as SequenceABC
 from typing import Any
 
 import cv2
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from gymnasium.vector.utils import read_from_shared_memory
 
-from hlmat_env.actions import Click, decode_action, encode_click
+from hlmat_env.actions import Click, decode_action, encode_click, is_int
 from hlmat_env.datasets import Dataset, Sample, make_dataset
-from hlmat_env.errors import HLMATError, InvalidAction
+from hlmat_env.errors import HLMATError, InvalidAction, InvalidOption
 from hlmat_env.masks import bbox_xywh, box_mask, degrade
 from hlmat_env.metrics import intersection_union
 from hlmat_env.render import render_state
@@ -22,6 +26,73 @@ from hlmat_env.segmenters import Prediction, Segmenter, make_segmenter
 # character is replaced by "?" in the observation (the raw caption stays in ``info["caption"]``).
 CAPTION_CHARSET = "".join(sorted(set(string.printable) - set("\x0b\x0c\r") | set(map(chr, range(0xC0, 0x100)))))
 START_STATES = ("empty", "box", "degraded", "mask")
+
+ObsType = dict[str, Any]
+"""An observation: ``{"image": uint8 (S, S, 3), "mask": uint8 (S, S, 1) with 0/255, "caption": str}``."""
+StepReturn = tuple[ObsType, float, bool, bool, dict[str, Any]]
+"""``(observation, reward, terminated, truncated, info)``."""
+
+
+class CaptionText(spaces.Text):
+    """The caption's ``Text`` space: a :class:`gymnasium.spaces.Text` that ``AsyncVectorEnv``'s shared memory
+    reads at every step.
+
+    Gymnasium decodes a ``Text`` slot of the shared memory once, when the vector env is built (it then
+    returns ``'\\t' * max_length`` forever). For this subclass the read is a :class:`SharedCaptions` view
+    that decodes the slot whenever it is accessed, so ``gym.make_vec(..., vectorization_mode="async")`` returns
+    the same captions as ``"sync"`` with its default settings. Everything else (sampling, ``contains``,
+    flattening, equality) is ``Text``'s.
+    """
+
+
+class SharedCaptions(SequenceABC):
+    """A live, read-only view of the ``n`` captions in an ``AsyncVectorEnv``'s shared memory.
+
+    Indexing and iteration decode the current contents; ``copy.deepcopy`` (what ``AsyncVectorEnv`` does with
+    its default ``copy=True``) returns a plain ``tuple`` of ``str``, so users see what a sync vector env gives.
+
+    Args:
+        space: the caption space.
+        shared_memory: the slot made by gymnasium's ``create_shared_memory`` for a ``Text`` space.
+        n: number of sub-envs.
+    """
+
+    def __init__(self, space: spaces.Text, shared_memory: Any, n: int = 1):
+        self.space, self.shared_memory, self.n = space, shared_memory, n
+
+    def snapshot(self) -> tuple[str, ...]:
+        """The current captions.
+
+        Returns:
+            A tuple of ``n`` strings.
+        """
+        return read_from_shared_memory.dispatch(spaces.Text)(self.space, self.shared_memory, self.n)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.snapshot()[index]
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SequenceABC) and tuple(self) == tuple(other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable contents
+
+    def __deepcopy__(self, memo: dict) -> tuple[str, ...]:
+        return self.snapshot()
+
+    def __reduce__(self) -> tuple:
+        return tuple, (self.snapshot(),)  # pickle / copy.copy: the plain tuple (shared memory stays here)
+
+    def __repr__(self) -> str:
+        return repr(self.snapshot())
+
+
+@read_from_shared_memory.register(CaptionText)
+def _read_captions(space: CaptionText, shared_memory: Any, n: int = 1) -> SharedCaptions:
+    """Gymnasium's shared-memory reader for :class:`CaptionText`: a live :class:`SharedCaptions` view."""
+    return SharedCaptions(space, shared_memory, n)
 
 
 class HLMATEnv(gym.Env):
@@ -91,14 +162,17 @@ class HLMATEnv(gym.Env):
     ):
         for name, value, low in (("max_clicks", max_clicks, 1), ("obs_size", obs_size, 8),
                                  ("coord_bins", coord_bins, 2), ("max_caption_length", max_caption_length, 1)):
-            if not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        if start not in START_STATES or start == "mask":
-            raise ValueError(f"start must be one of {list(START_STATES[:3])} (\"mask\" via reset options), got {start!r}")
-        if not undo_radius >= 0:
-            raise ValueError(f"undo_radius must be >= 0, got {undo_radius!r}")
+            if not is_int(value) or value < low:
+                raise InvalidOption(f"{name} must be an integer >= {low}, got {value!r}")
+        if not isinstance(start, str) or start not in START_STATES or start == "mask":
+            raise InvalidOption(f"start must be one of {list(START_STATES[:3])} (\"mask\" via reset options), "
+                                f"got {start!r}")
+        if (not isinstance(undo_radius, (int, float, np.integer, np.floating)) or isinstance(undo_radius, bool)
+                or not math.isfinite(undo_radius) or undo_radius < 0):
+            raise InvalidOption(f"undo_radius must be a finite number >= 0, got {undo_radius!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+            raise InvalidOption(f"render_mode must be one of {self.metadata['render_modes']} or None, "
+                                f"got {render_mode!r}")
         self.dataset = make_dataset(dataset)
         seg_kwargs = dict(segmenter_kwargs or {})
         if sam_checkpoint is not None:
@@ -113,7 +187,7 @@ class HLMATEnv(gym.Env):
         self.observation_space = spaces.Dict({
             "image": spaces.Box(0, 255, (s, s, 3), np.uint8),
             "mask": spaces.Box(0, 255, (s, s, 1), np.uint8),
-            "caption": spaces.Text(max_length=self.max_caption_length, min_length=0, charset=CAPTION_CHARSET),
+            "caption": CaptionText(max_length=self.max_caption_length, min_length=0, charset=CAPTION_CHARSET),
         })
         self.action_space = spaces.MultiDiscrete([3, self.coord_bins, self.coord_bins])
         self._sample: Sample | None = None
@@ -134,6 +208,7 @@ class HLMATEnv(gym.Env):
 
     @property
     def caption(self) -> str:
+        """The current sample's raw referring description (``""`` when the dataset has none)."""
         return self._require_sample().caption
 
     @property
@@ -143,22 +218,55 @@ class HLMATEnv(gym.Env):
 
     @property
     def sample_id(self) -> str:
+        """The current sample's id (unique within its dataset)."""
         return self._require_sample().sample_id
 
     # ------------------------------------------------------------------ gym API
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
-        options = dict(options or {})
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[ObsType, dict[str, Any]]:
+        """Start an episode on a sample (see the class docstring's Starting State).
+
+        Args:
+            seed: seeds ``np_random`` (the sample draw and the ``"degraded"`` start), as in Gymnasium.
+            options: ``index`` (an int in ``[0, len(dataset))``; drawn from ``np_random`` when absent),
+                ``start`` (one of ``"empty"``, ``"box"``, ``"degraded"``, ``"mask"``) and ``initial_mask``
+                (HxW, bool or numbers with nonzero = object, for ``start="mask"``, implied when given).
+
+        Returns:
+            ``(observation, info)``: the observation dict (``image`` uint8 (S, S, 3), ``mask`` uint8 (S, S, 1)
+            0/255, ``caption`` str) and the info dict (see the class docstring).
+
+        Raises:
+            InvalidOption: an unknown option or an option of the wrong type or value (a float, bool or string
+                index, an index out of range, a mask of the wrong shape or holding NaN), naming it. Options
+                are checked before anything changes (only a wrongly shaped ``initial_mask`` is found after the
+                sample is loaded; then the env needs another reset).
+            DatasetError: the sample cannot be read (the message names the file).
+        """
+        if options is None:
+            options = {}
+        if not isinstance(options, Mapping):
+            raise InvalidOption(f"reset options must be a dict, got {type(options).__name__}: {options!r}")
+        options = dict(options)
         unknown = set(options) - {"index", "start", "initial_mask"}
         if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}; allowed: index, start, initial_mask")
+            raise InvalidOption(f"unknown reset options {sorted(map(str, unknown))}; allowed: index, start, "
+                                "initial_mask")
         index = options.get("index")
-        if index is None:
-            index = int(self.np_random.integers(len(self.dataset)))
-        elif not 0 <= int(index) < len(self.dataset):
-            raise ValueError(f"options['index'] must lie in [0, {len(self.dataset)}), got {index}")
-        self._load(int(index))
+        if index is not None and not (is_int(index) and 0 <= int(index) < len(self.dataset)):
+            raise InvalidOption(f"options['index'] must be an integer in [0, {len(self.dataset)}), got {index!r}"
+                                + ("" if is_int(index) else f" ({type(index).__name__})"))
         start = options.get("start", "mask" if "initial_mask" in options else self.start)
+        if not isinstance(start, str) or start not in START_STATES:
+            raise InvalidOption(f"options['start'] must be one of {list(START_STATES)}, got {start!r}")
+        if start == "mask" and "initial_mask" not in options:
+            raise InvalidOption("start='mask' needs options['initial_mask'] (bool HxW)")
+        if start != "mask" and "initial_mask" in options:
+            raise InvalidOption(f"options['initial_mask'] is only used with start='mask', got start={start!r}")
+        initial = _as_mask(options["initial_mask"]) if start == "mask" else None
+        super().reset(seed=seed)
+        self._done = True  # until the new episode is set up: a failed load leaves no half-reset episode to step
+        index = int(self.np_random.integers(len(self.dataset))) if index is None else int(index)
+        self._load(index)
         self._box = None
         shape = self._sample.target.shape
         if start == "empty":
@@ -168,14 +276,11 @@ class HLMATEnv(gym.Env):
             start_mask = box_mask(self._box, shape)
         elif start == "degraded":
             start_mask = degrade(self._sample.target, self.np_random)
-        elif start == "mask":
-            if "initial_mask" not in options:
-                raise ValueError("start='mask' needs options['initial_mask'] (bool HxW)")
-            start_mask = np.asarray(options["initial_mask"]).astype(bool)
-            if start_mask.shape != shape:
-                raise ValueError(f"initial_mask must have shape {shape}, got {start_mask.shape}")
         else:
-            raise ValueError(f"start must be one of {list(START_STATES)}, got {start!r}")
+            start_mask = initial
+            if start_mask.shape != shape:
+                raise InvalidOption(f"options['initial_mask'] must have shape {shape} (the image's HxW), "
+                                    f"got {start_mask.shape}")
         self._pred = Prediction(start_mask)
         self._clicks: list[Click] = []
         self._history: list[Click] = []  # every click placed, including undone ones (never re-clicked)
@@ -184,7 +289,21 @@ class HLMATEnv(gym.Env):
         self.start_iou = self._iou
         return self._obs(), self._info()
 
-    def step(self, action):
+    def step(self, action: Any) -> StepReturn:
+        """Apply an action ``[kind, x_bin, y_bin]`` (see the class docstring's Action Space).
+
+        Args:
+            action: int array of shape (3,) in the action space (floats holding whole numbers are accepted).
+
+        Returns:
+            ``(observation, reward, terminated, truncated, info)``: reward ``IoU_t - IoU_{t-1}`` (float, 0 for
+            finish), terminated True after finish, truncated True once ``max_clicks`` clicks were placed.
+
+        Raises:
+            InvalidAction: the action is not in the action space (wrong shape or dtype, NaN/inf, out-of-range
+                kind or bins, finish included); the episode is unchanged.
+            HLMATError: before :meth:`reset`, or after the episode ended.
+        """
         self._require_sample()
         try:
             click = decode_action(action, self._w, self._h, self.coord_bins)
@@ -192,14 +311,29 @@ class HLMATEnv(gym.Env):
             raise InvalidAction(f"{e} (action space {self.action_space})") from None
         return self._apply(click)
 
-    def click(self, click: Click | None):
-        """Place a pixel-exact click (``None`` = finish); returns the same 5-tuple as :meth:`step`."""
+    def click(self, click: Click | None) -> StepReturn:
+        """Place a pixel-exact click (``None`` = finish).
+
+        Args:
+            click: a :class:`Click` with ``0 <= x < W`` and ``0 <= y < H`` (full-resolution pixels), or None.
+
+        Returns:
+            The same 5-tuple as :meth:`step`.
+
+        Raises:
+            InvalidAction: not a :class:`Click` (or None), or a click outside the image.
+            HLMATError: before :meth:`reset`, or after the episode ended.
+        """
         self._require_sample()
+        if click is not None and not isinstance(click, Click):
+            raise InvalidAction(f"click must be a Click or None (finish), got {type(click).__name__}: {click!r}")
         if click is not None and not (0 <= click.x < self._w and 0 <= click.y < self._h):
             raise InvalidAction(f"click {click} lies outside the {self._w}x{self._h} image")
         return self._apply(click)
 
-    def render(self):
+    def render(self) -> np.ndarray | None:
+        """The current state as an RGB frame (uint8 HxWx3: image, mask overlay, clicks) when
+        ``render_mode="rgb_array"``, else None."""
         if self.render_mode != "rgb_array":
             return None
         s = self._require_sample()
@@ -236,7 +370,7 @@ class HLMATEnv(gym.Env):
         self.np_random.bit_generator.state = state["rng"]
 
     # ------------------------------------------------------------------ internals
-    def _apply(self, click: Click | None):
+    def _apply(self, click: Click | None) -> StepReturn:
         if self._done:
             raise HLMATError("the episode has ended (finish or click budget); call reset()")
         if click is None:
@@ -284,3 +418,22 @@ class HLMATEnv(gym.Env):
         if self._sample is None:
             raise HLMATError("call reset() before using the environment")
         return self._sample
+
+
+def _as_mask(value: Any) -> np.ndarray:
+    """The ``initial_mask`` reset option as a bool HxW array (nonzero = object).
+
+    Raises:
+        InvalidOption: not a 2-D array of bools or finite numbers (NaN, strings, objects, other ranks).
+    """
+    try:
+        a = np.asarray(value)
+    except (TypeError, ValueError) as e:
+        raise InvalidOption(f"options['initial_mask'] must be a bool HxW array, got {type(value).__name__}") from e
+    if a.dtype.kind not in "biuf":
+        raise InvalidOption(f"options['initial_mask'] must be a bool HxW array, got dtype {a.dtype}")
+    if a.ndim != 2:
+        raise InvalidOption(f"options['initial_mask'] must be a bool HxW array, got shape {a.shape}")
+    if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+        raise InvalidOption("options['initial_mask'] holds NaN or inf; it must be bool (or 0/1) HxW")
+    return a.astype(bool)

@@ -13,8 +13,21 @@ class InvalidAction(HLMATError, ValueError):
     """An action does not belong to the env's action space."""
 
 
+class InvalidOption(HLMATError, ValueError):
+    """A constructor argument or a ``reset`` option has a wrong type or value; the message names it."""
+
+
 class DatasetError(HLMATError):
     """A dataset spec, folder or file cannot be read; the message names the file."""
+
+
+class EmptyTarget(DatasetError):
+    """A sample's target mask has no object pixel: nothing to annotate (the message names the sample/file)."""
+
+
+class DatasetWarning(UserWarning):
+    """A dataset was built but something in it was skipped or chosen (orphan files, duplicate stems);
+    the message names the files."""
 
 
 class UnknownName(HLMATError, KeyError):

@@ -31,7 +31,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from hlmat_env.actions import Click
-from hlmat_env.errors import DatasetError, HLMATError
+from hlmat_env.errors import EmptyTarget, HLMATError  # noqa: F401 (EmptyTarget: re-exported)
 from hlmat_env.masks import decode_rle, encode_rle
 
 FORMAT_VERSION = 1
@@ -42,10 +42,6 @@ makes from 1-3 random positive clicks inside the target, then used as the env's 
 
 class TrajectoryError(HLMATError, ValueError):
     """A trajectory record is malformed; the message names the file/line or the field."""
-
-
-class EmptyTarget(DatasetError):
-    """A sample's target mask has no object pixel: nothing to annotate."""
 
 
 @dataclass

@@ -23,8 +23,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from hlmat_env.actions import Click, encode_click
+from hlmat_env.actions import Click, encode_click, is_int
 from hlmat_env.captions import RELATIONS, VOCABULARY, caption_features, code_length, encode_caption
+from hlmat_env.errors import InvalidAction
 
 __all__ = ["RELATIONS", "VOCABULARY", "CoarseClicks", "DropCaption", "EncodeCaption", "StackImageMask",
            "caption_features", "cell_click", "click_to_cell", "encode_caption", "sb3_wrap", "stack_image_mask"]
@@ -48,9 +49,24 @@ class CoarseClicks(gym.ActionWrapper):
         self.action_space = spaces.Discrete(2 * self.grid**2 + int(self.finish))
 
     def action(self, action: Any) -> np.ndarray:
-        a = int(np.asarray(action).reshape(()))
+        """The env action ``[kind, x_bin, y_bin]`` (int64) of grid action ``action``.
+
+        Args:
+            action: an integer in ``[0, action_space.n)``: a Python or NumPy integer, or an integer array with
+                one element (what vector envs and SB3 pass). Floats, bools and strings are refused, not rounded.
+
+        Raises:
+            InvalidAction: not an integer, or out of range, quoting the value.
+        """
+        a = action
+        if isinstance(a, np.ndarray) and a.size == 1 and a.dtype.kind in "iu":
+            a = a.reshape(())[()]
+        if not is_int(a):
+            raise InvalidAction(f"action must be an integer in [0, {self.action_space.n}), got {action!r} "
+                                f"({type(action).__name__})")
+        a = int(a)
         if not 0 <= a < self.action_space.n:
-            raise ValueError(f"action must lie in [0, {self.action_space.n}), got {action!r}")
+            raise InvalidAction(f"action must lie in [0, {self.action_space.n}), got {action!r}")
         u = self.env.unwrapped
         h, w = u.mask.shape
         click = None if a == 2 * self.grid**2 else cell_click(a, self.grid, w, h)

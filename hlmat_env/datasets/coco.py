@@ -67,6 +67,11 @@ def _load_json(path: Path, what: str) -> Any:
         raise DatasetError(f"{what} {path} is not valid JSON: {e}") from e
 
 
+def _is_size(value: Any) -> bool:
+    """A positive int (not a bool): what an image height or width must be."""
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 class _PlainUnpickler(pickle.Unpickler):
     """Loads only plain containers/strings/numbers: a refs pickle needs nothing else, and refusing classes
     keeps a tampered file from running code."""
@@ -98,16 +103,33 @@ class _Instances:
             self.images = {im["id"]: im for im in doc["images"]}
             self.anns = {a["id"]: a for a in doc["annotations"]}
             self.categories = {c["id"]: c["name"] for c in doc.get("categories", [])}
-        except (KeyError, TypeError) as e:
+        except (KeyError, TypeError, AttributeError) as e:
             raise DatasetError(f"{path} is not a COCO instances file (missing {e})") from e
         self.path = path
+        for ann_id, ann in self.anns.items():  # checked once here, not when a sample is first read
+            missing = [k for k in ("image_id", "segmentation") if k not in ann]
+            if missing:
+                raise DatasetError(f"{path}: annotation {ann_id} lacks field(s) {missing}")
+        for image_id, info in self.images.items():
+            missing = [k for k in ("file_name", "height", "width") if k not in info]
+            if missing:
+                raise DatasetError(f"{path}: image {image_id} lacks field(s) {missing}")
+            if not (_is_size(info["height"]) and _is_size(info["width"])):
+                raise DatasetError(f"{path}: image {image_id} has size {info['width']!r}x{info['height']!r}; "
+                                   "width and height must be positive integers")
 
     def load(self, ann_id: int, image_dir: Path, sample_id: str, caption: str, meta: dict) -> Sample:
+        """Read annotation ``ann_id`` as a sample (image from ``image_dir``).
+
+        Raises:
+            DatasetError: unknown image, unreadable image, a size that differs from the file's, or an
+                undecodable segmentation, naming the file and the annotation.
+        """
         ann = self.anns[ann_id]
         info = self.images.get(ann["image_id"])
         if info is None:
             raise DatasetError(f"{self.path}: annotation {ann_id} refers to unknown image {ann['image_id']}")
-        file = image_dir / info["file_name"]
+        file = image_dir / str(info["file_name"])
         image = read_image(file)
         h, w = int(info["height"]), int(info["width"])
         if image.shape[:2] != (h, w):
@@ -169,13 +191,20 @@ class RefCocoDataset(Dataset):
         self.inst = _Instances(root / dataset / "instances.json")
         self.image_dir = Path(image_dir) if image_dir else root / REFER_IMAGES
         self.prefix = f"{dataset}-{split_by}"
+        self.refs_file = root / dataset / f"refs({split_by}).p"
         self.items: list[tuple[dict, dict]] = []
-        try:
-            for ref in refs:
-                if split == "all" or ref["split"] == split:
-                    self.items.extend((ref, s) for s in ref["sentences"])
-        except (KeyError, TypeError) as e:
-            raise DatasetError(f"refs file of {root / dataset} lacks field {e} (refer layout expected)") from e
+        for n, ref in enumerate(refs):
+            if not isinstance(ref, dict) or "split" not in ref:
+                raise DatasetError(f"{self.refs_file}: refs[{n}] is not a ref with a 'split' (refer layout expected)")
+            if split == "all" or ref["split"] == split:
+                self.items.extend((ref, s) for s in _checked_sentences(ref, n, self.refs_file, self.inst))
+        seen: dict[str, int] = {}
+        for k in range(len(self.items)):
+            sid = self.sample_id(k)
+            if sid in seen:
+                raise DatasetError(f"{self.refs_file}: two sentences have the sample id {sid!r} (the same "
+                                   "ref_id and sent_id); sample ids must be unique")
+            seen[sid] = k
         if not self.items:
             splits = sorted({str(r.get("split")) for r in refs if isinstance(r, dict)})
             raise DatasetError(f"no refs with split {split!r} in {root / dataset} (splits present: {splits})")
@@ -185,16 +214,49 @@ class RefCocoDataset(Dataset):
         return len(self.items)
 
     def sample_id(self, index: int) -> str:
+        """``DATASET-SPLITBY-REFID-SENTID``."""
         ref, sent = self.items[index]
         return f"{self.prefix}-{ref['ref_id']}-{sent['sent_id']}"
 
     def load(self, index: int) -> Sample:
+        """Read referring sentence ``index``: the ref's annotation as target, the sentence as caption.
+
+        Raises:
+            DatasetError: unreadable image or size mismatch, naming the file.
+        """
         ref, sent = self.items[index]
         if ref["ann_id"] not in self.inst.anns:
             raise DatasetError(f"{self.inst.path}: no annotation {ref['ann_id']} for ref {ref['ref_id']}")
         meta = {k: ref.get(k) for k in ("ref_id", "ann_id", "image_id", "split", "category_id")}
         meta["sent_id"] = sent["sent_id"]
         return self.inst.load(ref["ann_id"], self.image_dir, self.sample_id(index), sent["sent"], meta)
+
+
+def _checked_sentences(ref: dict, n: int, refs_file: Path, inst: _Instances) -> list[dict]:
+    """The sentences of ``ref`` (``refs[n]``) after checking every field a sample reads.
+
+    Raises:
+        DatasetError: a missing or mistyped field (``ref_id``, ``ann_id``, ``sentences``, a sentence's
+            ``sent_id`` and ``sent``), or an ``ann_id`` that ``instances.json`` lacks, naming the file and the ref.
+    """
+    where = f"{refs_file}: ref {ref.get('ref_id', '?')!r} (refs[{n}])"
+    missing = [k for k in ("ref_id", "ann_id", "sentences") if k not in ref]
+    if missing:
+        raise DatasetError(f"{where} lacks field(s) {missing} (refer layout expected)")
+    if ref["ann_id"] not in inst.anns:
+        raise DatasetError(f"{where}: no annotation {ref['ann_id']!r} in {inst.path}")
+    sents = ref["sentences"]
+    if not isinstance(sents, list):
+        raise DatasetError(f"{where}: 'sentences' must be a list, got {type(sents).__name__}")
+    for k, sent in enumerate(sents):
+        if not isinstance(sent, dict):
+            raise DatasetError(f"{where}: sentences[{k}] must be a dict, got {type(sent).__name__}")
+        missing = [f for f in ("sent_id", "sent") if f not in sent]
+        if missing:
+            raise DatasetError(f"{where}: sentences[{k}] lacks field(s) {missing}")
+        if not isinstance(sent["sent"], str):
+            raise DatasetError(f"{where}: sentences[{k}]['sent'] must be a str, got {type(sent['sent']).__name__}")
+    return sents
 
 
 class SegAgentDataset(Dataset):
@@ -215,8 +277,17 @@ class SegAgentDataset(Dataset):
                 caps = [caps] if isinstance(caps, str) else caps
                 hl = rec.get("hlmat") or {}
                 base = hl.get("sample_id") or f"{rec['image_name']}-{ann.get('object_id', n)}"
-            except (KeyError, TypeError) as e:
-                raise DatasetError(f"{self.file} data[{n}]: malformed record ({e})") from e
+                missing = [k for k in ("height", "width") if k not in rec] + (
+                    [] if "segmentation" in ann else ["gt_ann.segmentation"])
+            except (KeyError, TypeError, AttributeError) as e:
+                raise DatasetError(f"{self.file} data[{n}]: malformed record ({type(e).__name__}: {e})") from e
+            if missing:
+                raise DatasetError(f"{self.file} data[{n}]: record lacks field(s) {missing}")
+            if not (_is_size(rec["height"]) and _is_size(rec["width"])):
+                raise DatasetError(f"{self.file} data[{n}]: size {rec['width']!r}x{rec['height']!r}; width and "
+                                   "height must be positive integers")
+            if not isinstance(caps, list) or not all(isinstance(c, str) for c in caps):
+                raise DatasetError(f"{self.file} data[{n}]: gt_ann.caption must be a str or a list of str")
             self.items.extend((n, c, base if len(caps) == 1 else f"{base}-{k}") for k, c in enumerate(caps))
         self.name = f"segagent:{self.file}?images={self.image_dir}"
 

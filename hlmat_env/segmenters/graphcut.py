@@ -122,9 +122,15 @@ class GraphCutSegmenter:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"image must be uint8 HxWx3, got {image.dtype} {image.shape}")
         h, w = self.shape = image.shape[:2]
+        if h < 1 or w < 1:
+            raise ValueError(f"image must have at least one pixel, got shape {image.shape}")
         self.scale = min(1.0, self.side / max(h, w))
-        sh, sw = self.small_shape = (max(2, round(h * self.scale)), max(2, round(w * self.scale)))
-        small = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA) if self.scale < 1 else image
+        if self.scale < 1:  # a long thin image keeps at least two working pixels across
+            sh, sw = self.small_shape = (max(2, round(h * self.scale)), max(2, round(w * self.scale)))
+            small = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
+        else:  # images up to ``side`` are used as they are, down to 1x1
+            sh, sw = self.small_shape = (h, w)
+            small = image
         q = small.astype(np.int32) * self.bins // 256
         self._bin = (q[..., 0] * self.bins + q[..., 1]) * self.bins + q[..., 2]
         f = small.astype(np.float32)
@@ -137,7 +143,7 @@ class GraphCutSegmenter:
         self._wx, self._wy = self.gamma * np.exp(-beta * dx), self.gamma * np.exp(-beta * dy)
         self._cut = GridCut(self._wx, self._wy, backend=self.min_cut_backend)
         step = np.sqrt(np.concatenate([dx[:, :-1].ravel(), dy[:-1].ravel()]))
-        length = 1.0 + step / (step.mean() + 1e-6)
+        length = 1.0 + step / ((step.mean() if step.size else 0.0) + 1e-6)  # a 1x1 grid has no edge
         idx = np.arange(sh * sw).reshape(sh, sw)
         a = np.concatenate([idx[:, :-1].ravel(), idx[:-1].ravel()])
         b = np.concatenate([idx[:, 1:].ravel(), idx[1:].ravel()])

@@ -245,3 +245,39 @@ def test_defect_11_entry_points_check_their_values():
     grid.step(np.int64(3))
     grid.step(np.array([5]))
     assert len(grid.unwrapped.clicks) == 2
+
+
+def test_defect_10_generate_errors_jsonl_one_record_per_bad_sample(tmp_path):
+    import json
+
+    from agents.tools.generate import GenerateConfig, generate
+    from tests.test_generate import SlowDisc
+
+    m = np.zeros((12, 16), np.uint8)
+    m[3:8, 4:10] = 255
+    root = _folder(tmp_path / "data", {"good": (_noise(12, 16), m), "empty": (_noise(12, 16), m * 0),
+                                       "two": (_noise(12, 16), (m > 0).astype(np.uint8) + np.eye(12, 16, dtype=np.uint8) * 2)})
+    (root / "images" / "corrupt.png").write_bytes(b"\x89PNG broken")
+    Image.fromarray(m).save(root / "masks" / "corrupt.png")
+    out = tmp_path / "out"
+    cfg = dict(segmenter=SlowDisc(radius=2), starts=("empty", "box"), progress=False)
+
+    def records():
+        return [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines()]
+
+    for resume in (False, True, True):
+        report = generate(GenerateConfig(f"folder:{root}", out, resume=resume, **cfg))
+        assert report.errors == 6 and len(records()) == 6  # 3 bad samples x 2 starts, each once
+    by_id = {r["episode_id"]: r for r in records()}
+    assert set(by_id) == {f"{s}#{start}" for s in ("corrupt", "empty", "two") for start in ("empty", "box")}
+    for r in by_id.values():
+        assert r["sample_id"] == r["episode_id"].split("#")[0] and r["index"] in (0, 1, 3)
+        assert r["files"] == [str(root / "images" / f"{r['sample_id']}.png"), str(root / "masks" / f"{r['sample_id']}.png")]
+        assert f"{r['sample_id']}.png" in r["error"]
+    # a run killed after retrying appended duplicates: the next resume compacts them
+    with open(out / "errors.jsonl", "a") as f:
+        f.write(json.dumps(by_id["two#box"]) + "\n" + '{"torn": ')
+    Image.fromarray(m).save(root / "masks" / "empty.png")  # the empty mask fixed: its episodes leave the file
+    report = generate(GenerateConfig(f"folder:{root}", out, resume=True, **cfg))
+    assert report.written == 2 and report.errors == 4
+    assert sorted(r["episode_id"] for r in records()) == ["corrupt#box", "corrupt#empty", "two#box", "two#empty"]

@@ -9,7 +9,9 @@ flushed) to ``part-NNNNN.jsonl.tmp`` as they arrive; a full shard is renamed ato
 final name. ``--resume`` first salvages the complete lines of any ``.tmp`` left by a killed run into a final
 shard (a torn last line is dropped), then skips every episode id already in a shard: a kill at any moment
 loses no finished episode and a resumed run writes none twice. Bad samples (unreadable image, empty mask...)
-are logged to ``OUT/errors.jsonl``, counted and skipped (and retried by ``--resume``). ``OUT/generate.json``
+are logged to ``OUT/errors.jsonl``, counted and skipped (and retried by ``--resume``): one record per bad
+episode (``episode_id``, ``sample_id``, the sample's ``files``, ``index``, ``start``, ``seed``, ``error``), the
+latest attempt's; an episode written by a later run leaves the file. ``OUT/generate.json``
 records the settings; a resume with different settings is refused. One run per folder (a lock file).
 
 Backends: ``local`` (a ``multiprocessing`` pool with the ``spawn`` context; ``workers=1`` runs in-process) and
@@ -131,15 +133,30 @@ def _init_worker(dataset: str, segmenter: Any, env_kwargs: dict, record_kwargs: 
         sys.modules["torch"].set_num_threads(1)
 
 
-def _run_task(task: tuple[int, str, int]) -> tuple[str, dict | tuple[str, int, float]]:
-    """Record one episode; never raises (a bad sample becomes an error record)."""
+def _run_task(task: tuple[int, str, int]) -> tuple[str, dict | tuple[str, int, float, str]]:
+    """Record one episode; never raises (a bad sample becomes an error record naming it)."""
     index, start, seed = task
     try:
         traj = record_trajectory(_WORKER["env"], index, start=start, seed=seed, **_WORKER["record"])
         final = traj.clicks[-1].iou if traj.clicks else traj.start_iou
-        return "ok", (dumps(traj), len(traj.clicks), float(final))
+        return "ok", (dumps(traj), len(traj.clicks), float(final), traj.episode_id)
     except Exception as e:  # noqa: BLE001 - any failure of one sample is logged, never fatal
-        return "error", {"index": index, "start": start, "seed": seed, "error": f"{type(e).__name__}: {e}"}
+        return "error", {**_sample_names(index, start), "index": index, "start": start, "seed": seed,
+                         "error": f"{type(e).__name__}: {e}"}
+
+
+def _sample_names(index: int, start: str) -> dict[str, Any]:
+    """``episode_id``, ``sample_id`` and ``files`` of a sample, for its error record (None where unknown)."""
+    dataset = _WORKER["env"].unwrapped.dataset
+    try:
+        sid = str(dataset.sample_id(index))
+    except Exception:  # noqa: BLE001 - naming a bad sample must not fail in turn
+        sid = None
+    try:
+        files = [str(f) for f in dataset.files(index)]
+    except Exception:  # noqa: BLE001
+        files = []
+    return {"episode_id": None if sid is None else f"{sid}#{start}", "sample_id": sid, "files": files}
 
 
 def _ray_chunk(init_args: tuple, tasks: list[tuple[int, str, int]]) -> list[tuple[str, dict | tuple]]:
@@ -202,6 +219,34 @@ def salvage_partial_shards(out: Path) -> int:
     return saved
 
 
+def compact_errors(out: Path, done: set[str]) -> int:
+    """Rewrite ``OUT/errors.jsonl`` with one record per bad episode: the latest record of each
+    ``(index, start)``, without the episodes in ``done`` (written since). Atomic (a temporary file, then a
+    rename), so a kill leaves the old or the new file; a torn last line is dropped. Returns the records kept.
+
+    Args:
+        out: the generation folder.
+        done: episode ids present in the shards.
+    """
+    path = out / "errors.jsonl"
+    if not path.exists():
+        return 0
+    latest: dict[tuple, dict] = {}
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+            key = (rec["index"], rec["start"])
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+        latest.pop(key, None)  # keep the order of the latest attempts
+        latest[key] = rec
+    kept = [r for r in latest.values() if r.get("episode_id") not in done]
+    tmp = path.with_name("errors.jsonl.compact")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+    os.replace(tmp, path)
+    return len(kept)
+
+
 def done_episode_ids(out: Path) -> set[str]:
     """Episode ids present in the final shards of ``out``."""
     ids: set[str] = set()
@@ -226,7 +271,9 @@ def _prepare_out(cfg: GenerateConfig, out: Path) -> set[str]:
             raise HLMATError(f"cannot resume {out}: settings differ from the recorded run (old, new): {diff}")
     settings_file.write_text(json.dumps(cfg.settings(), indent=2) + "\n")
     salvage_partial_shards(out)
-    return done_episode_ids(out)
+    done = done_episode_ids(out)
+    compact_errors(out, done)  # a run killed after retrying bad samples may have appended duplicates
+    return done
 
 
 # ---------------------------------------------------------------------------------------------- engine
@@ -257,22 +304,27 @@ def generate(cfg: GenerateConfig) -> GenerateReport:
         env_kwargs = {"max_clicks": cfg.max_clicks + 1, **cfg.env_kwargs}  # room for the final, dropped click
         init_args = (cfg.dataset, cfg.segmenter, env_kwargs, record_kwargs)
         results = _run_ray(cfg, init_args, todo) if cfg.backend == "ray" else _run_local(cfg, init_args, todo)
-        _consume(cfg, out, results, len(todo), report)
+        written = _consume(cfg, out, results, len(todo), report)
+        compact_errors(out, done | written)  # retried bad samples: one record each, the latest
     return report
 
 
-def _consume(cfg: GenerateConfig, out: Path, results: Iterator, total: int, report: GenerateReport) -> None:
+def _consume(cfg: GenerateConfig, out: Path, results: Iterator, total: int, report: GenerateReport) -> set[str]:
+    """Write the results as they arrive (episodes to shards, errors appended to ``errors.jsonl``, both
+    flushed); returns the ids of the episodes written."""
     from tqdm import tqdm
 
     writer = ShardWriter(out, cfg.shard_size)
+    written: set[str] = set()
     t0 = time.perf_counter()
     with open(out / "errors.jsonl", "a", encoding="utf-8") as errors, \
             tqdm(total=total, unit="ep", desc="generate", disable=not cfg.progress, smoothing=0.1) as bar:
         try:
             for kind, payload in results:
                 if kind == "ok":
-                    line, kept, final_iou = payload
+                    line, kept, final_iou, episode_id = payload
                     writer.add(line)
+                    written.add(episode_id)
                     report.written += 1
                     report.kept_clicks += kept
                     report.final_iou_sum += final_iou
@@ -285,6 +337,7 @@ def _consume(cfg: GenerateConfig, out: Path, results: Iterator, total: int, repo
         finally:
             writer.close()
     report.seconds = time.perf_counter() - t0
+    return written
 
 
 def _run_local(cfg: GenerateConfig, init_args: tuple, todo: list) -> Iterator:

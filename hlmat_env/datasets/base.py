@@ -61,6 +61,20 @@ class Dataset(Sequence[Sample]):
         """Id of sample ``index`` without loading pixels (override when cheaper than :meth:`load`)."""
         return self.load(index).sample_id
 
+    def files(self, index: int) -> list[str]:
+        """The files sample ``index`` is read from (image, mask, annotation files), without reading them.
+
+        For error reports: what to look at when the sample cannot be loaded. Empty for generated samples
+        (the default; file-backed datasets override it).
+
+        Args:
+            index: sample index in ``[0, len(self))``.
+
+        Returns:
+            File paths as strings.
+        """
+        return []
+
     def __getitem__(self, index):  # type: ignore[override]
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]

@@ -118,6 +118,11 @@ class _Instances:
                 raise DatasetError(f"{path}: image {image_id} has size {info['width']!r}x{info['height']!r}; "
                                    "width and height must be positive integers")
 
+    def files(self, ann_id: int, image_dir: Path) -> list[str]:
+        """``[image file, annotation file]`` of annotation ``ann_id`` (the image only when it is known)."""
+        info = self.images.get(self.anns[ann_id].get("image_id"))
+        return ([str(image_dir / str(info["file_name"]))] if info else []) + [str(self.path)]
+
     def load(self, ann_id: int, image_dir: Path, sample_id: str, caption: str, meta: dict) -> Sample:
         """Read annotation ``ann_id`` as a sample (image from ``image_dir``).
 
@@ -163,7 +168,12 @@ class CocoDataset(Dataset):
         return len(self.ann_ids)
 
     def sample_id(self, index: int) -> str:
+        """``coco-ANNID``."""
         return f"coco-{self.ann_ids[index]}"
+
+    def files(self, index: int) -> list[str]:
+        """``[image file, annotation file]`` of sample ``index``."""
+        return self.inst.files(self.ann_ids[index], self.image_dir)
 
     def load(self, index: int) -> Sample:
         ann = self.inst.anns[self.ann_ids[index]]
@@ -217,6 +227,10 @@ class RefCocoDataset(Dataset):
         """``DATASET-SPLITBY-REFID-SENTID``."""
         ref, sent = self.items[index]
         return f"{self.prefix}-{ref['ref_id']}-{sent['sent_id']}"
+
+    def files(self, index: int) -> list[str]:
+        """``[image file, instances.json, refs file]`` of sample ``index``."""
+        return self.inst.files(self.items[index][0]["ann_id"], self.image_dir) + [str(self.refs_file)]
 
     def load(self, index: int) -> Sample:
         """Read referring sentence ``index``: the ref's annotation as target, the sentence as caption.
@@ -295,7 +309,12 @@ class SegAgentDataset(Dataset):
         return len(self.items)
 
     def sample_id(self, index: int) -> str:
+        """The record's ``hlmat.sample_id``, else ``IMAGENAME-OBJECTID`` (``-K`` per caption when several)."""
         return self.items[index][2]
+
+    def files(self, index: int) -> list[str]:
+        """``[image file, JSON file]`` of sample ``index``."""
+        return [str(self.image_path(self.records[self.items[index][0]]["image_name"])), str(self.file)]
 
     def image_path(self, image_name: Any) -> Path:
         if isinstance(image_name, int):

@@ -181,6 +181,11 @@ class FolderDataset(Dataset):
         """The file stem of sample ``index``."""
         return self.stems[index]
 
+    def files(self, index: int) -> list[str]:
+        """``[image file, mask file]`` of sample ``index``."""
+        stem = self.stems[index]
+        return [str(self.images[stem]), str(self.masks[stem])]
+
     def load(self, index: int) -> Sample:
         """Read sample ``index``: the image and its mask by the module docstring's rule.
 

@@ -9,7 +9,7 @@ from hlmat_env import Click, RobotUser, next_click
 
 
 def reference_click(gt: np.ndarray, pred: np.ndarray, clicked: np.ndarray):
-    """REFERENCE.md section 2, written plainly: SciPy's exact EDT and explicit row-major loops."""
+    """The robot-user rule of docs/method.md, written plainly: SciPy's exact EDT and explicit row-major loops."""
     valid = gt >= 0
     fn = (gt == 1) & ~pred & valid
     fp = (gt == 0) & pred & valid

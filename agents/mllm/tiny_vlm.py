@@ -176,7 +176,7 @@ class TinySize:
 def build_tiny_vlm(out: str | Path, arch: str = "qwen2-vl", seed: int = 0, size: TinySize | None = None) -> Path:
     """Write a tiny random ``arch`` model (one of :data:`ARCHS`) of ``size`` and its processor to folder ``out``.
 
-    The default size (hidden 64, 2 layers) has ~170k parameters; hidden 128, 4 layers, 48 image tokens ~1M.
+    The default size is hidden 64 with 2 layers (small enough to train on a CPU in tests); see :class:`TinySize`.
 
     Returns:
         The folder, loadable with ``AutoProcessor.from_pretrained`` and

@@ -46,7 +46,7 @@ class PPOAgent(Agent):
     the wrapper functions of :mod:`hlmat_env.wrappers`, and never chooses a grid action whose click is already in
     ``view.clicks`` (a repeat leaves the mask unchanged, so a deterministic policy would loop on it), nor finish
     while the mask is empty (every sample has a target, so an empty mask scores IoU 0 and any click can only do
-    better; sampled grounded policies with ~6% on *finish* there quit 5-10% of their episodes before the first
+    better; a sampled policy with some probability on *finish* there would quit episodes before the first
     click). It keeps no memory of its own: every decision is a function of the env state, so tree search can
     restore snapshots.
 

@@ -2,7 +2,7 @@
 grounding ("which object does the description name?") comes from a pretrained target map.
 
 Why: grounding is what the plain :class:`agents.ppo.policy.ClickNet` fails at on this CPU budget (its first
-click lands on the wrong object in about a third of the scenes), and the PRM's trunk (:class:`agents.prm.model.PRMNet`,
+click often lands on the wrong object), and the PRM's trunk (:class:`agents.prm.model.PRMNet`,
 trained by ``hlmat train-prm`` with dense target-map labels) already finds the target far better. So
 :class:`GroundedClickNet` runs that trunk on the observation's image and hashed caption code
 (``caption_code="hashed"``), and a small convolutional head reads the predicted target map ``p`` next to the

@@ -120,8 +120,7 @@ def train(dataset: Any = "synthetic:train", segmenter: Any = "default", out: str
         bc_first_clicks: further demonstration episodes of which only the first state is recorded (cheap).
         bc_epochs, bc_lr: behaviour-cloning epochs and peak learning rate.
         bc_threads: torch threads for behaviour cloning (and a frozen trunk's maps): the env workers sit idle
-            then, and unlike PPO's small batches BC's convolutions do use a second core (measured here: 1.6-1.75x
-            with 2 threads). Everything else runs with one thread per process.
+            then, and unlike PPO's small batches BC's convolutions do use a second core. Everything else runs with one thread per process.
         init_from: a saved model (``.zip`` or training folder) whose policy weights start this run (staged
             training: e.g. more behaviour cloning on new demonstrations, then PPO); its settings must match.
         resume: continue from the newest checkpoint in ``out/checkpoints`` (or ``out/model.zip``).

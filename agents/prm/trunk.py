@@ -2,7 +2,7 @@
 
 Why: the grounded PPO policy (:mod:`agents.ppo.grounded`) needs a trunk that finds the described object, and
 a full PRM (``hlmat train-prm``: rollout states, an IoU head) costs over an hour here. Grounding needs only
-(image, caption, target) triples, which the synthetic generator makes at ~200 scenes per second per core, so
+(image, caption, target) triples, which the synthetic generator makes cheaply (no segmenter), so
 this trainer spends its whole budget on the trunk's map loss (BCE plus one minus the map's fuzzy IoU, as
 :func:`agents.prm.train.train_prm` uses). The result is a PRM checkpoint (``prm.pt``) whose IoU head is the
 untrained fuzzy IoU of map and mask (:meth:`PRMNet.iou` starts there), loadable by ``hlmat train-ppo --trunk``.
@@ -124,7 +124,7 @@ def load_or_build_scenes(path: str | Path, dataset: Any, indices: Sequence[int],
 
 def trunk_input(images: torch.Tensor, size: int) -> torch.Tensor:
     """uint8/float (0-255) ``(B, 3, O, O)`` -> float 0-255 ``(B, 3, size, size)``, area-resampled like
-    :meth:`agents.ppo.grounded.GroundedClickNet.ground` (channels-last: ~20% faster convolutions here)."""
+    :meth:`agents.ppo.grounded.GroundedClickNet.ground` (channels-last: faster convolutions on CPU)."""
     x = images.float()
     if x.shape[-1] != size:
         x = F.interpolate(x, size=size, mode="area")

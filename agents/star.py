@@ -1,4 +1,4 @@
-"""StaR+: improve a policy with its own rollouts, corrected by the robot user (SegAgent; see the method page of the docs, docs/method.md).
+"""StaR+: improve a policy with its own rollouts, corrected by the robot user (SegAgent; docs/method.md).
 
 :func:`star_trajectory` rolls the policy out on one training sample. Each policy click that strictly raises the
 IoU is kept; any other decision (a click that lowers or keeps the IoU, finish, an invalid output) is undone

@@ -78,6 +78,7 @@ class ParsedAction:
 
     @property
     def valid(self) -> bool:
+        """True when the text was an action (a click or finish), i.e. :attr:`invalid` is None."""
         return self.invalid is None
 
     def to_action(self, width: int, height: int, bins: int) -> np.ndarray:
@@ -202,10 +203,24 @@ class LlavaCodec(Codec):
         self.decimals = decimals
 
     def encode_coords(self, click: Click, width: int, height: int) -> tuple[str, str]:
+        """``(x, y)`` as fractions of the width and height with ``decimals`` digits (the pixel's bin's left edge).
+
+        Args:
+            click: full-resolution pixel click.
+            width, height: image size in pixels.
+
+        Returns:
+            Two strings such as ``("0.250", "0.500")``.
+        """
         bins = 10**self.decimals  # write the left edge of the pixel's bin: exact, and always < 1
         return tuple(f"{pixel_to_bin(p, s, bins) / bins:.{self.decimals}f}" for p, s in ((click.x, width), (click.y, height)))
 
     def decode_coords(self, a: str, b: str, width: int, height: int) -> tuple[int, int]:
+        """Pixel ``(x, y)`` from two fractions in ``[0, 1]`` (``a`` along the width, ``b`` the height).
+
+        Raises:
+            _Reject: a value that is not a finite number in ``[0, 1]`` (``parse`` turns it into an invalid parse).
+        """
         bins = 10**self.decimals
         out = []
         for text, size in ((a, width), (b, height)):
@@ -248,10 +263,24 @@ class Qwen25Codec(Codec):
         self.resize = resize or smart_resize
 
     def encode_coords(self, click: Click, width: int, height: int) -> tuple[str, str]:
+        """``(x, y)`` as integers on the image resized by ``resize`` (Qwen2.5-VL's absolute coordinates).
+
+        Args:
+            click: full-resolution pixel click.
+            width, height: image size in pixels.
+
+        Returns:
+            Two integer strings.
+        """
         rw, rh = self.resize(width, height)
         return str(pixel_to_bin(click.x, width, rw)), str(pixel_to_bin(click.y, height, rh))
 
     def decode_coords(self, a: str, b: str, width: int, height: int) -> tuple[int, int]:
+        """Pixel ``(x, y)`` from two integers on the resized image (``a`` along the width, ``b`` the height).
+
+        Raises:
+            _Reject: a value that is not an integer in range (``parse`` turns it into an invalid parse).
+        """
         rw, rh = self.resize(width, height)
         xa, yb = _integer(a, rw, self.name), _integer(b, rh, self.name)
         return bin_to_pixel(min(xa, rw - 1), width, rw), bin_to_pixel(min(yb, rh - 1), height, rh)

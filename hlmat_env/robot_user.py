@@ -87,7 +87,9 @@ class RobotUser:
         return c
 
     def get_state(self) -> list[Click]:
+        """The clicks given so far (a copy), for :meth:`set_state`."""
         return list(self.clicks)
 
     def set_state(self, clicks: list[Click]) -> None:
+        """Restore the clicks given so far (from :meth:`get_state`)."""
         self.clicks = list(clicks)

@@ -58,6 +58,7 @@ class Step:
 
     @property
     def click(self) -> Click:
+        """The executed click."""
         return Click(self.x, self.y, self.positive)
 
     @property
@@ -72,6 +73,7 @@ class Step:
         return None if c is None else {"x": int(c.x), "y": int(c.y), "positive": bool(c.positive)}
 
     def to_json(self) -> dict[str, Any]:
+        """The step as its JSON entry (``x``, ``y``, ``positive``, ``iou``, ``mask`` RLE, optional ``label``)."""
         d = {"x": self.x, "y": self.y, "positive": self.positive, "iou": self.iou, "mask": self.mask}
         if self.label is not None:
             d["label"] = self.label_json
@@ -123,6 +125,7 @@ class Trajectory:
         return self.clicks[k - 1].iou if k > 0 else self.start_iou
 
     def to_json(self) -> dict[str, Any]:
+        """The trajectory as its JSON record (one line of a shard), steps included."""
         d = asdict(replace(self, clicks=[]))  # the steps write themselves: not copied by asdict first
         d["clicks"] = [s.to_json() for s in self.clicks]
         return d
@@ -327,6 +330,16 @@ def from_segagent(doc: dict[str, Any], where: str = "SegAgent JSON") -> list[Tra
 
 
 def write_segagent(trajs: Iterable[Trajectory], path: str | Path, info: dict | None = None) -> Path:
+    """Write trajectories as one SegAgent trajectory JSON file (:func:`to_segagent`), parents created.
+
+    Args:
+        trajs: the trajectories.
+        path: the JSON file to write.
+        info: the file's ``info`` object.
+
+    Returns:
+        The path written.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(to_segagent(trajs, info)), encoding="utf-8")
@@ -334,6 +347,11 @@ def write_segagent(trajs: Iterable[Trajectory], path: str | Path, info: dict | N
 
 
 def read_segagent(path: str | Path) -> list[Trajectory]:
+    """Read a SegAgent trajectory JSON file (:func:`from_segagent`).
+
+    Raises:
+        TrajectoryError: missing file, invalid JSON or a malformed record, naming the file.
+    """
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -118,6 +118,7 @@ class EncodeCaption(gym.ObservationWrapper):
                                               "caption": spaces.Box(0.0, 1.0, (n,), np.float32)})
 
     def observation(self, observation: dict) -> dict:
+        """The observation with ``caption`` replaced by its float32 code (shape ``(D,)``)."""
         text = observation["caption"]
         code = (encode_caption(text, self.vocabulary, self.relations) if self.code == "multihot"
                 else caption_features(text))
@@ -133,6 +134,7 @@ class DropCaption(gym.ObservationWrapper):
                                               if k != "caption"})
 
     def observation(self, observation: dict) -> dict:
+        """The observation without ``caption``."""
         return {k: v for k, v in observation.items() if k != "caption"}
 
 
@@ -153,6 +155,7 @@ class StackImageMask(gym.ObservationWrapper):
                                               **rest})
 
     def observation(self, observation: dict) -> dict:
+        """The observation with ``image`` and ``mask`` replaced by the stacked uint8 ``(C, size, size)`` image."""
         u = self.env.unwrapped
         clicks = u.clicks if self.clicks else None
         stacked = stack_image_mask(observation["image"], observation["mask"], self.size, clicks, u.mask.shape)

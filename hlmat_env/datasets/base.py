@@ -55,6 +55,11 @@ class Dataset(Sequence[Sample]):
         raise NotImplementedError
 
     def load(self, index: int) -> Sample:
+        """Read sample ``index`` (``0 <= index < len(self)``; :meth:`__getitem__` checks the range).
+
+        Raises:
+            DatasetError: the sample's files cannot be read, naming them.
+        """
         raise NotImplementedError
 
     def sample_id(self, index: int) -> str:

@@ -176,6 +176,11 @@ class CocoDataset(Dataset):
         return self.inst.files(self.ann_ids[index], self.image_dir)
 
     def load(self, index: int) -> Sample:
+        """Read annotation ``index`` (sorted by annotation id) with its category name as caption.
+
+        Raises:
+            DatasetError: unreadable image, size mismatch or undecodable segmentation, naming the file.
+        """
         ann = self.inst.anns[self.ann_ids[index]]
         caption = self.inst.categories.get(ann.get("category_id"), "")
         meta = {"ann_id": ann["id"], "image_id": ann["image_id"], "category_id": ann.get("category_id")}
@@ -317,6 +322,14 @@ class SegAgentDataset(Dataset):
         return [str(self.image_path(self.records[self.items[index][0]]["image_name"])), str(self.file)]
 
     def image_path(self, image_name: Any) -> Path:
+        """The image file of a record's ``image_name`` (see the module docstring).
+
+        Args:
+            image_name: an int (a COCO train2014 id) or a file name, with or without extension.
+
+        Returns:
+            An absolute path, or one under ``image_dir``.
+        """
         if isinstance(image_name, int):
             return self.image_dir / f"COCO_train2014_{image_name:012d}.jpg"
         p = Path(str(image_name))
@@ -324,6 +337,11 @@ class SegAgentDataset(Dataset):
         return p if p.is_absolute() else self.image_dir / p
 
     def load(self, index: int) -> Sample:
+        """Read sample ``index``: the record's image and ``gt_ann.segmentation``, one of its captions.
+
+        Raises:
+            DatasetError: unreadable image, size mismatch or undecodable segmentation, naming the file.
+        """
         n, caption, sid = self.items[index]
         rec = self.records[n]
         file = self.image_path(rec["image_name"])

@@ -208,9 +208,11 @@ class SyntheticDataset(Dataset):
         return self.size
 
     def sample_id(self, index: int) -> str:
+        """``synthetic-SPLIT-SEED-NNNNN``."""
         return f"synthetic-{self.split}-{self.seed}-{index:05d}"
 
     def load(self, index: int) -> Sample:
+        """Generate scene ``index`` (a pure function of ``(seed, split, index, objects)``)."""
         rng = np.random.default_rng([self.seed, self.split_id, index])
         image, target, caption = make_scene(rng, objects=self.objects)
         sid = self.sample_id(index)

@@ -33,6 +33,7 @@ class Prediction:
     score: float | None = None
 
     def copy(self) -> "Prediction":
+        """A deep copy (mask and logits copied)."""
         return Prediction(
             self.mask.copy(), None if self.logits is None else self.logits.copy(), self.score
         )

@@ -27,6 +27,7 @@ BACKENDS = ("auto", "scipy", "pymaxflow")
 
 @lru_cache(maxsize=1)
 def has_pymaxflow() -> bool:
+    """Whether the optional PyMaxflow package (``maxflow``) is importable (cached)."""
     return importlib.util.find_spec("maxflow") is not None
 
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from agents.base import Agent, Decision
-from agents.tools.benchmark import METRICS, benchmark, evaluate, summarize_episodes
+from agents.rollout import run_episode
+from agents.tools.benchmark import METRICS, Protocol, benchmark, evaluate, mean_curve, summarize_episodes
 from agents.baselines.oracle import OracleAgent
 from hlmat_env.datasets import Sample
 from tests.conftest import DiscSegmenter
@@ -103,7 +104,8 @@ def test_invalid_outputs_counted_and_stop_the_episode():
 def test_result_files(tmp_path):
     res = _run(["oracle", "random", FinishAfter(1)], max_clicks=5, out=tmp_path)
     data = json.loads((tmp_path / "results.json").read_text())
-    assert list(data) == ["oracle", "random", "finish_after"]
+    assert list(data) == ["protocol", "oracle", "random", "finish_after"]
+    assert data.pop("protocol") == {"start": "empty", "first_click": "agent", "max_clicks": 5}
     for m in data.values():
         assert set(METRICS) <= set(m)
     rows = list(csv.DictReader(open(tmp_path / "per_sample.csv")))
@@ -158,7 +160,7 @@ def test_command(tmp_path, monkeypatch, capsys):
                               "--max-clicks", "3", "--no-progress", "--coords", "qwen"])
     assert cmd.agent_kwargs_from_args(args) == {"mllm": {"coords": "qwen"}}
     assert cmd.run(args) == 0
-    assert set(json.loads((tmp_path / "results.json").read_text())) == {"oracle", "random"}
+    assert set(json.loads((tmp_path / "results.json").read_text())) == {"protocol", "oracle", "random"}
     assert "| oracle |" in capsys.readouterr().out
     args.agent_kwargs = "{not json"
     with pytest.raises(SystemExit, match="not valid JSON"):
@@ -171,3 +173,95 @@ def test_grabcut_oracle_beats_random(grabcut_dir, tmp_path):
                     progress=False, out=tmp_path)
     assert res.metrics["oracle"]["miou@3"] > res.metrics["random"]["miou@3"]
     assert (tmp_path / "curves.png").exists()
+
+
+# ---------------------------------------------------------------------------------------------- protocols
+class Spy(Agent):
+    """Records what it sees at its first act (view type, clicks so far), then finishes."""
+
+    name = "spy"
+
+    def __init__(self):
+        self.seen = []
+
+    def act(self, obs, view):
+        self.seen.append((type(view).__name__, view.num_clicks, hasattr(view, "expert_click")))
+        return Decision(np.array([2, 0, 0]))
+
+
+def test_first_click_robot_then_the_agent():
+    robot = Protocol(first_click="robot")
+    oracle = _run(["oracle"], max_clicks=5).episodes["oracle"]
+    rnd = _run(["random"], max_clicks=5, seed=1, protocol=robot).episodes["random"]
+    alone = _run(["random"], max_clicks=5, seed=1).episodes["random"]
+    for o, r, a in zip(oracle, rnd, alone):
+        assert r.robot_clicks == 1 and len(r.clicks) == 5  # click 1 is the robot's, in the budget
+        assert r.clicks[0] == o.clicks[0] and r.ious[0] == pytest.approx(o.ious[0])
+        # clicks 2..5 are the random agent's: the positions its own generator draws (the sign follows the mask)
+        assert [(c.x, c.y) for c in r.clicks[1:]] == [(c.x, c.y) for c in a.clicks[:4]]
+        assert len(r.step_seconds) == 4  # only the agent's decisions are timed
+    m = summarize_episodes(rnd, 5)
+    assert m["miou@1"] == pytest.approx(np.mean([1, 1 / 3, 1 / 2]))  # the oracle's click 1 on every sample
+    # the oracle continuing from its own first click is the oracle
+    again = _run(["oracle"], max_clicks=5, protocol={"first_click": "robot"})
+    assert [ep.clicks for ep in again.episodes["oracle"]] == [ep.clicks for ep in oracle]
+
+
+def test_first_click_robot_agent_stays_unprivileged():
+    spy = Spy()
+    eps = _run([spy], protocol=Protocol(first_click="robot")).episodes["spy"]
+    assert spy.seen == [("EpisodeView", 1, False)] * len(DISCS)
+    assert [ep.robot_clicks for ep in eps] == [1] * len(DISCS) and all(ep.finished for ep in eps)
+
+
+def test_box_start_protocol():
+    res = _run(["random"], max_clicks=3, protocol={"start": "box"})
+    assert res.protocol == Protocol(start="box")
+    assert all(0 < ep.start_iou < 1 for ep in res.episodes["random"])
+    assert mean_curve(res.episodes["random"], 3)[0] > 0
+    # the older spelling, env_kwargs={"start": ...}, is the protocol's start
+    assert _run(["oracle"], env_kwargs={"start": "box"}).protocol.start == "box"
+
+
+def test_protocol_recorded(tmp_path):
+    _run(["oracle", "random"], max_clicks=4, out=tmp_path, protocol=Protocol("box", "robot"))
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["protocol"] == {"start": "box", "first_click": "robot", "max_clicks": 4}
+    header = (tmp_path / "results.md").read_text().splitlines()[0]
+    assert header.startswith("| agent (start box, first click robot) | n |")
+
+
+def test_invalid_protocol():
+    with pytest.raises(ValueError, match=r"start must be one of \['empty', 'box', 'degraded'\], got 'boxes'"):
+        _run(["oracle"], protocol={"start": "boxes"})
+    with pytest.raises(ValueError, match=r"first_click must be one of \['agent', 'robot'\], got 'human'"):
+        _run(["oracle"], protocol=Protocol(first_click="human"))
+    with pytest.raises(ValueError, match="unknown protocol keys"):
+        _run(["oracle"], protocol={"first": "robot"})
+    with pytest.raises(TypeError, match="protocol must be"):
+        _run(["oracle"], protocol="robot")
+    with pytest.raises(ValueError, match="contradicts"):
+        _run(["oracle"], protocol={"start": "box"}, env_kwargs={"start": "degraded"})
+    with pytest.raises(ValueError, match="first_click"):
+        evaluate(OracleAgent(), None, [0], first_click="robots")
+    with pytest.raises(ValueError, match="robot_clicks"):
+        run_episode(None, OracleAgent(), robot_clicks=-1)
+
+
+def test_command_protocol_flags(tmp_path, monkeypatch, capsys):
+    from agents.cli import benchmark as cmd
+    from hlmat_env.segmenters import SEGMENTERS
+
+    monkeypatch.setitem(SEGMENTERS, "disc-test", DiscSegmenter)
+    parser = argparse.ArgumentParser()
+    cmd.add_parser(parser.add_subparsers())
+    base = ["benchmark", "--agent", "oracle,random", "--dataset", "synthetic:val", "--segmenter", "disc-test",
+            "--out", str(tmp_path), "--limit", "2", "--max-clicks", "3", "--no-progress"]
+    assert cmd.run(parser.parse_args(base + ["--start", "box", "--first-click", "robot"])) == 0
+    assert json.loads((tmp_path / "results.json").read_text())["protocol"] == {
+        "start": "box", "first_click": "robot", "max_clicks": 3}
+    assert "| agent (start box, first click robot) |" in capsys.readouterr().out
+    for bad in (["--start", "boxes"], ["--first-click", "human"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(base + bad)
+    assert "invalid choice" in capsys.readouterr().err

@@ -20,6 +20,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="only the first N samples")
     p.add_argument("--max-clicks", type=int, default=20, help="click budget per episode (default: 20)")
     p.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
+    p.add_argument("--start", choices=("empty", "box", "degraded"), default="empty",
+                   help="protocol: the start state of every episode: empty mask, the target's box, or a degraded "
+                        "target (default: empty)")
+    p.add_argument("--first-click", choices=("agent", "robot"), default="agent",
+                   help="protocol: robot = the robot user places click 1, then the agent continues (the classic "
+                        "protocol, for data without descriptions); agent = the agent places every click "
+                        "(default: agent)")
     p.add_argument("--obs-size", type=int, default=None, help="env observation size (default: the env's)")
     p.add_argument("--coords", default=None, help="coordinate codec of mllm agents (passed to the mllm agent)")
     p.add_argument("--agent-kwargs", default=None, metavar="JSON",
@@ -74,7 +81,7 @@ def agent_wrapper(args: argparse.Namespace) -> Callable | None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``hlmat benchmark`` with the parsed ``args``; returns the exit code."""
-    from agents.tools.benchmark import benchmark
+    from agents.tools.benchmark import Protocol, benchmark
 
     specs = [s.strip() for s in args.agent.split(",") if s.strip()]
     if not specs:
@@ -82,9 +89,10 @@ def run(args: argparse.Namespace) -> int:
     env_kwargs = {} if args.obs_size is None else {"obs_size": args.obs_size}
     result = benchmark(specs, args.dataset, args.segmenter, limit=args.limit, max_clicks=args.max_clicks,
                        seed=args.seed, agent_kwargs=agent_kwargs_from_args(args), env_kwargs=env_kwargs,
-                       wrap=agent_wrapper(args), progress=not args.no_progress, out=args.out)
+                       wrap=agent_wrapper(args), progress=not args.no_progress, out=args.out,
+                       protocol=Protocol(start=args.start, first_click=args.first_click))
     from agents.tools.benchmark import markdown_table
 
-    print(markdown_table(result.metrics), end="")
+    print(markdown_table(result.metrics, result.protocol), end="")
     print(f"wrote {args.out}/results.json, results.md, per_sample.csv, curves.png")
     return 0

@@ -5,6 +5,11 @@ cIoU and gIoU at the click budget, the invalid-output rate and the seconds per s
 ``results.json`` (``{agent: {metric: value}}``), ``results.md`` (a table), ``per_sample.csv`` and
 ``curves.png`` (mean IoU against the number of clicks, a curve per agent).
 
+A :class:`Protocol` says how each episode starts: from an empty mask, the target's box or a degraded target
+(``start``), and whether the robot user places the first click before the agent takes over
+(``first_click="robot"``, the classic interactive-segmentation protocol; that click is click 1). It is
+recorded in ``results.json`` (its ``"protocol"`` entry) and in the header of the table.
+
 The per-agent runner :func:`evaluate` is reusable on its own, and :func:`benchmark` takes a ``wrap`` hook
 (``Agent -> Agent``) applied to every agent it builds (e.g. a PRM stop signal or a tree search).
 """
@@ -13,7 +18,8 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -27,6 +33,71 @@ from hlmat_env.metrics import ciou, giou, iou_after, noc_at, summarize
 METRICS = ("noc85", "noc90", "nof85", "nof90", "miou@1", "miou@3", "miou@5", "miou@7", "miou@10", "miou@20",
            "ciou", "giou", "invalid_rate", "sec_per_step")
 MIOU_KS = (1, 3, 5, 7, 10, 20)
+STARTS = ("empty", "box", "degraded")
+"""Start states of a benchmark protocol (the env's ``start``)."""
+FIRST_CLICKS = ("agent", "robot")
+"""Who places click 1: the agent, or the robot user (then the agent continues)."""
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How every episode of a benchmark run starts.
+
+    Attributes:
+        start: the env's start state: ``"empty"`` (no mask), ``"box"`` (the target's bounding box, also given to
+            the segmenter as a prompt) or ``"degraded"`` (a randomly damaged target, seeded per sample).
+        first_click: ``"agent"`` (the agent places every click) or ``"robot"`` (the harness places the robot
+            user's first click through the env, counted as click 1; the agent continues from there, without
+            access to the robot user).
+
+    Raises:
+        ValueError: a value outside :data:`STARTS` / :data:`FIRST_CLICKS`.
+    """
+
+    start: str = "empty"
+    first_click: str = "agent"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.start, str) or self.start not in STARTS:
+            raise ValueError(f"protocol start must be one of {list(STARTS)}, got {self.start!r}")
+        if not isinstance(self.first_click, str) or self.first_click not in FIRST_CLICKS:
+            raise ValueError(f"protocol first_click must be one of {list(FIRST_CLICKS)}, got {self.first_click!r}")
+
+    @classmethod
+    def parse(cls, value: "Protocol | Mapping[str, str] | None") -> "Protocol":
+        """A :class:`Protocol` from itself, a mapping with the keys ``start`` / ``first_click``, or None (the
+        default: empty start, the agent clicks first).
+
+        Args:
+            value: the protocol, a mapping of its fields, or None.
+
+        Returns:
+            The protocol.
+
+        Raises:
+            ValueError: an unknown key or value.
+            TypeError: another type.
+        """
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, Mapping):
+            unknown = set(value) - {"start", "first_click"}
+            if unknown:
+                raise ValueError(f"unknown protocol keys {sorted(map(str, unknown))}; allowed: start, first_click")
+            return cls(**dict(value))
+        raise TypeError(f"protocol must be a Protocol, a dict with start/first_click or None, "
+                        f"got {type(value).__name__}: {value!r}")
+
+    @property
+    def robot_clicks(self) -> int:
+        """Number of robot-user clicks the harness places before the agent acts (0 or 1)."""
+        return 1 if self.first_click == "robot" else 0
+
+    def describe(self) -> str:
+        """A short label, e.g. ``"start box, first click robot"``."""
+        return f"start {self.start}, first click {self.first_click}"
 
 
 def episode_seed(seed: int, index: int) -> int:
@@ -36,23 +107,36 @@ def episode_seed(seed: int, index: int) -> int:
 
 
 def evaluate(agent: Agent, env: Any, indices: Sequence[int], *, seed: int = 0, progress: bool = True,
-             desc: str | None = None) -> list[Episode]:
+             desc: str | None = None, first_click: str = "agent") -> list[Episode]:
     """Run ``agent`` once on each sample ``indices`` of ``env`` (a Gymnasium env, wrapped or not).
 
     Each episode resets the env with ``seed=episode_seed(seed, index)``; an agent with its own generator in
     an ``rng`` attribute (e.g. the random agent) gets a fresh one from the same seed, so every episode is
     reproducible on its own.
 
+    Args:
+        agent: the agent.
+        env: the env; its start state is the env's own (``start`` kwarg).
+        indices: dataset indices, run in this order.
+        seed: the run's base seed.
+        progress: show a progress bar.
+        desc: the progress bar's label (default: the agent's name).
+        first_click: ``"robot"``: the robot user places click 1, then the agent continues (see :class:`Protocol`).
+
     Returns:
         One :class:`~agents.rollout.Episode` per index, in order.
+
+    Raises:
+        ValueError: ``first_click`` is not one of :data:`FIRST_CLICKS`.
     """
+    robot_clicks = Protocol(first_click=first_click).robot_clicks
     episodes = []
     for index in tqdm(list(indices), desc=desc or getattr(agent, "name", "agent"), disable=not progress,
                       unit="sample"):
         s = episode_seed(seed, int(index))
         if isinstance(getattr(agent, "rng", None), np.random.Generator):
             agent.rng = np.random.default_rng(s)
-        episodes.append(run_episode(env, agent, index=int(index), seed=s))
+        episodes.append(run_episode(env, agent, index=int(index), seed=s, robot_clicks=robot_clicks))
     return episodes
 
 
@@ -74,11 +158,12 @@ def summarize_episodes(episodes: Sequence[Episode], max_clicks: int = 20) -> dic
 
 @dataclass
 class BenchmarkResult:
-    """Episodes and metrics of every agent (keys: the agent specs, in the order given)."""
+    """Episodes and metrics of every agent (keys: the agent specs, in the order given), and the protocol."""
 
     episodes: dict[str, list[Episode]]
     metrics: dict[str, dict[str, float]]
     max_clicks: int
+    protocol: Protocol = field(default_factory=Protocol)
 
 
 def benchmark(
@@ -94,23 +179,45 @@ def benchmark(
     wrap: Callable[[Agent], Agent] | None = None,
     progress: bool = True,
     out: str | Path | None = None,
+    protocol: Protocol | Mapping[str, str] | None = None,
 ) -> BenchmarkResult:
     """Run every agent over the first ``limit`` samples (all when None) of ``dataset``.
 
     Args:
         agent_specs: agent specs for :func:`agents.base.make_agent` (``"oracle"``, ``"ppo:PATH"``...) or agents.
-        dataset, segmenter: as for ``gym.make("HLMATEnv-v0", ...)`` (spec strings or objects).
+        dataset: as for ``gym.make("HLMATEnv-v0", dataset=...)`` (a spec string or an object).
+        segmenter: as for ``gym.make("HLMATEnv-v0", segmenter=...)``.
+        limit: only the first ``limit`` samples.
+        max_clicks: the click budget (a robot user's first click counts in it).
+        seed: the run's base seed (:func:`episode_seed`).
         agent_kwargs: extra keyword arguments per agent kind, e.g. ``{"mllm": {"coords": "qwen"}}``.
-        env_kwargs: further ``HLMATEnv`` arguments (``obs_size``, ``start``...).
+        env_kwargs: further ``HLMATEnv`` arguments (``obs_size``...). A ``start`` here is the protocol's
+            start when ``protocol`` is None.
         wrap: applied to each built agent (hook for PRM stopping / tree search).
+        progress: show progress bars.
         out: when given, :func:`write_results` writes the result files there.
+        protocol: the :class:`Protocol` (or a dict ``{"start": ..., "first_click": ...}``); None: empty
+            start, the agent clicks first.
+
+    Returns:
+        The :class:`BenchmarkResult`.
+
+    Raises:
+        ValueError: an invalid protocol, a ``start`` in ``env_kwargs`` that contradicts it, an agent listed
+            twice, or ``limit < 1``.
     """
     import gymnasium as gym
 
     import hlmat_env  # noqa: F401  (registers HLMATEnv-v0)
 
-    env = gym.make("HLMATEnv-v0", dataset=dataset, segmenter=segmenter, max_clicks=max_clicks,
-                   **dict(env_kwargs or {}))
+    env_kwargs = dict(env_kwargs or {})
+    if protocol is None and "start" in env_kwargs:
+        protocol = {"start": env_kwargs["start"]}
+    protocol = Protocol.parse(protocol)
+    if env_kwargs.setdefault("start", protocol.start) != protocol.start:
+        raise ValueError(f"env_kwargs start={env_kwargs['start']!r} contradicts the protocol's "
+                         f"start={protocol.start!r}")
+    env = gym.make("HLMATEnv-v0", dataset=dataset, segmenter=segmenter, max_clicks=max_clicks, **env_kwargs)
     n = len(env.unwrapped.dataset)
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1 or None, got {limit}")
@@ -121,33 +228,55 @@ def benchmark(
         label = spec if isinstance(spec, str) else getattr(spec, "name", type(spec).__name__)
         if label in episodes:
             raise ValueError(f"agent {label!r} is listed twice")
+        if label == "protocol":
+            raise ValueError("an agent cannot be labelled 'protocol' (results.json's protocol entry)")
         kind = label.partition(":")[0]
         agent = make_agent(spec, **dict((agent_kwargs or {}).get(kind, {})))
         if wrap is not None:
             agent = wrap(agent)
-        episodes[label] = evaluate(agent, env, indices, seed=seed, progress=progress, desc=label)
+        episodes[label] = evaluate(agent, env, indices, seed=seed, progress=progress, desc=label,
+                                   first_click=protocol.first_click)
         metrics[label] = summarize_episodes(episodes[label], max_clicks)
     env.close()
-    result = BenchmarkResult(episodes, metrics, max_clicks)
+    result = BenchmarkResult(episodes, metrics, max_clicks, protocol)
     if out is not None:
         write_results(result, out)
     return result
 
 
 def write_results(result: BenchmarkResult, out: str | Path) -> Path:
-    """Write ``results.json``, ``results.md``, ``per_sample.csv`` and ``curves.png`` into ``out``."""
+    """Write ``results.json``, ``results.md``, ``per_sample.csv`` and ``curves.png`` into ``out``.
+
+    ``results.json`` is ``{"protocol": {"start", "first_click", "max_clicks"}, agent: {metric: value}, ...}``.
+
+    Args:
+        result: the benchmark's result.
+        out: the folder (created).
+
+    Returns:
+        ``out`` as a path.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(result.metrics, indent=2, allow_nan=True) + "\n")
-    (out / "results.md").write_text(markdown_table(result.metrics))
+    record = {"protocol": {**asdict(result.protocol), "max_clicks": result.max_clicks}, **result.metrics}
+    (out / "results.json").write_text(json.dumps(record, indent=2, allow_nan=True) + "\n")
+    (out / "results.md").write_text(markdown_table(result.metrics, result.protocol))
     _write_csv(result, out / "per_sample.csv")
     plot_curves(result, out / "curves.png")
     return out
 
 
-def markdown_table(metrics: dict[str, dict[str, float]]) -> str:
-    """A markdown table, one row per agent: NoC/NoF, mIoU@k, cIoU, gIoU as percentages, rates, seconds."""
-    head = ["agent", "n", "NoC@85", "NoC@90", "NoF@85", "NoF@90"] + [f"mIoU@{k}" for k in MIOU_KS] + [
+def markdown_table(metrics: dict[str, dict[str, float]], protocol: Protocol | None = None) -> str:
+    """A markdown table, one row per agent: NoC/NoF, mIoU@k, cIoU, gIoU as percentages, rates, seconds.
+
+    Args:
+        metrics: ``{agent: {metric: value}}`` (:func:`summarize_episodes`).
+        protocol: when given, named in the first header cell: ``agent (start box, first click robot)``.
+
+    Returns:
+        The table, one line per row.
+    """
+    head = ["agent" if protocol is None else f"agent ({protocol.describe()})", "n", "NoC@85", "NoC@90", "NoF@85", "NoF@90"] + [f"mIoU@{k}" for k in MIOU_KS] + [
         "cIoU", "gIoU", "invalid", "s/step"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, m in metrics.items():

@@ -101,8 +101,8 @@ def decode_action(action: Any, width: int, height: int, bins: int) -> Click | No
     """Decode an env action into a :class:`Click` (``None`` for finish).
 
     Args:
-        action: ``[kind, x_bin, y_bin]``, shape ``(3,)``, an integer dtype (or floats holding finite whole
-            numbers); kind 0 positive, 1 negative, 2 finish.
+        action: ``[kind, x_bin, y_bin]``, shape ``(3,)``, any integer dtype, read by value (or floats holding
+            finite whole numbers); kind 0 positive, 1 negative, 2 finish.
         width, height: image size in pixels.
         bins: coordinate bins per axis (the env's ``coord_bins``).
 

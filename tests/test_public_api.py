@@ -105,3 +105,8 @@ def test_the_package_ships_py_typed():
     cfg = configparser.ConfigParser()
     cfg.read(REPO / "setup.cfg")
     assert "py.typed" in cfg["options.package_data"]["hlmat_env"]
+
+
+def test_every_public_object_of_agents_has_a_docstring():
+    """The same check on the upper floor (modules whose optional extras are missing are skipped)."""
+    assert missing_docstrings("agents", skip_import_errors=True) == []

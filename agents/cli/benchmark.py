@@ -11,7 +11,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "benchmark", help="run agents over a dataset and write results.json/.md, per_sample.csv, curves.png",
         description="Run each agent once on every sample (seeded) and write DIR/results.json, DIR/results.md, "
-                    "DIR/per_sample.csv and DIR/curves.png.")
+                    "DIR/per_sample.csv and DIR/curves.png. --start and --first-click set the protocol (recorded "
+                    "in results.json and the table): on data without descriptions use --first-click robot or "
+                    "--start box.")
     p.add_argument("--agent", required=True,
                    help="comma-separated agent specs: oracle, random, ppo[:PATH], mllm:PATH")
     p.add_argument("--dataset", default="synthetic:val", help="dataset spec (default: synthetic:val)")

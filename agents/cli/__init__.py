@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "train-ppo": "train_ppo",
     "train-trunk": "train_trunk",
     "bench-sam": "bench_sam",
+    "bench-env": "bench_env",
     "bench-segmenters": "bench_segmenters",
     "train-prm": "train_prm",
     "eval-prm": "eval_prm",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.tools.results import SECTIONS, readme_blocks, update_readme
+from agents.tools.results import README_SECTIONS, SECTIONS, readme_blocks, update_readme
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -19,7 +19,7 @@ def test_fast_suite_writes_every_section_and_its_readme_blocks(tmp_path):
     from agents.cli import main
 
     readme = tmp_path / "README.md"
-    readme.write_text("".join(f"<!-- results:{s} -->\nold\n<!-- /results:{s} -->\n" for s in SECTIONS))
+    readme.write_text("".join(f"<!-- results:{s} -->\nold\n<!-- /results:{s} -->\n" for s in README_SECTIONS))
     out = tmp_path / "results"
     assert main(["results", "--fast", "--out", str(out), "--work", str(tmp_path / "work"), "--workers", "1",
                  "--data", str(DATA), "--readme", str(readme), "--no-progress"]) == 0
@@ -28,7 +28,10 @@ def test_fast_suite_writes_every_section_and_its_readme_blocks(tmp_path):
     for s in SECTIONS:
         page = (out / f"{s}.md").read_text()
         assert "fast mode" in page and "hlmat results --fast" in page
-        assert (out / f"{s}.readme.txt").read_text().strip() in text
+        if s in README_SECTIONS:
+            assert (out / f"{s}.readme.txt").read_text().strip() in text
+        else:
+            assert not (out / f"{s}.readme.txt").exists()
         json.loads((out / f"{s}.json").read_text())
     agents = json.loads((out / "agents.json").read_text())
     assert agents["oracle / synthetic:val"]["miou@3"] > agents["random / synthetic:val"]["miou@3"]

@@ -11,6 +11,8 @@ Sections (the full run; ``--fast`` runs the same code on a few samples, for CI):
   default segmenter was tuned on) and ``DATA/coco_mval`` (real-photo validation), 20 clicks.
 - ``agents``: ``oracle``, ``random`` and the shipped ``ppo`` on ``synthetic:val`` (200 scenes) and on
   GrabCut, 20 clicks (:func:`agents.tools.benchmark.benchmark`).
+- ``protocols``: ``oracle``, ``random`` and ``ppo`` on the real sets without descriptions under the robot
+  user's first click and the box start (docs only; no README block).
 - ``demonstrations``: ``hlmat generate`` throughput and quality on ``synthetic:train``.
 - ``prm``: a PRM trained by ``hlmat train-prm`` with the suite's small recipe (or ``--prm PATH``), its
   held-out Pearson / Spearman / MAE, and the stop signal and tree search at SegAgent's budget of 7 clicks.
@@ -30,7 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-SECTIONS = ("segmenters", "agents", "demonstrations", "prm")
+SECTIONS = ("segmenters", "agents", "protocols", "demonstrations", "prm")
+README_SECTIONS = ("segmenters", "agents", "demonstrations", "prm")  # the sections with a README block
 COMMAND = "hlmat results"
 
 
@@ -44,6 +47,7 @@ class SuiteSize:
     agent_limit: int | None
     agent_real_limit: int | None
     agent_clicks: int
+    protocol_limits: tuple[int | None, int | None]  # GrabCut, COCO-MVal samples
     demo_limit: int
     prm_recipe: tuple[str, ...]
     prm_eval_limit: int
@@ -51,12 +55,12 @@ class SuiteSize:
 
 
 FULL = SuiteSize(seg_limit=None, seg_clicks=20, seg_peer_limit=None, agent_limit=None, agent_real_limit=None,
-                 agent_clicks=20, demo_limit=400,
+                 agent_clicks=20, protocol_limits=(None, 100), demo_limit=400,
                  prm_recipe=("--limit", "300", "--extra-scenes", "1500", "--epochs", "8", "--val-limit", "50",
                              "--select-range", "100:150", "--select-from-train", "50", "--workers", "2"),
                  prm_eval_limit=100, prm_clicks=7)
 FAST = SuiteSize(seg_limit=2, seg_clicks=3, seg_peer_limit=1, agent_limit=3, agent_real_limit=2, agent_clicks=3,
-                 demo_limit=4,
+                 protocol_limits=(1, 1), demo_limit=4,
                  prm_recipe=("--limit", "3", "--extra-scenes", "2", "--val-limit", "2", "--select-from-train", "1",
                              "--rollout-clicks", "2", "--n-degraded", "1", "--epochs", "1", "--size", "32",
                              "--width", "4", "--verifier-width", "4"),
@@ -68,7 +72,7 @@ class Section:
     """One section's output: the README's short table, the docs page's body, and its metrics."""
 
     name: str
-    readme: str
+    readme: str | None  # None: the section has no README block (docs page only)
     page: str
     metrics: dict[str, Any]
     seconds: float = 0.0
@@ -164,6 +168,33 @@ def agents_section(size: SuiteSize, data: Path, out: Path, progress: bool) -> Se
     return Section("agents", table + missing, page, metrics)
 
 
+def protocols_section(size: SuiteSize, data: Path, out: Path, progress: bool) -> Section:
+    """Agents on the real sets without descriptions: the robot user's first click, and the box start."""
+    from agents.tools.benchmark import Protocol, benchmark, markdown_table
+
+    k = size.agent_clicks
+    pages, metrics, missing = [], {}, []
+    for (set_name, folder, _), limit in zip(_real_sets(data), size.protocol_limits):
+        if not folder.is_dir():
+            missing.append(f"{set_name} (`{folder}` absent)")
+            continue
+        for label, protocol in (("robot user's first click", Protocol(first_click="robot")),
+                                ("box start", Protocol(start="box"))):
+            r = benchmark(["oracle", "random", "ppo"], dataset=f"folder:{folder}", limit=limit, max_clicks=k,
+                          seed=0, protocol=protocol, progress=progress)
+            n = next(iter(r.metrics.values()))["n"]
+            for agent, m in r.metrics.items():
+                metrics[f"{agent} / {set_name} / {label}"] = {"start": protocol.start,
+                                                               "first_click": protocol.first_click, **m}
+            pages.append(f"### {set_name} ({n:.0f} samples), {label}\n\n" + markdown_table(r.metrics))
+    note = f"\nNot run: {', '.join(missing)}.\n" if missing else ""
+    page = (f"`oracle`, `random` and the shipped `ppo` on real photos without descriptions, under the two protocols "
+            f"that make such data fair (see [Benchmark protocols](../protocols.md)); default segmenter, {k} clicks, "
+            "seed 0. Under the first-click protocol click 1 is the robot user's, for every agent. mIoU in %.\n\n"
+            + "\n".join(pages) + note)
+    return Section("protocols", None, page, metrics)
+
+
 def demonstrations_section(size: SuiteSize, work: Path, workers: int, progress: bool) -> Section:
     """``hlmat generate``: robot-user demonstrations on synthetic:train, written from scratch."""
     import shutil
@@ -255,13 +286,15 @@ def readme_blocks(out: Path) -> dict[str, str]:
 
 
 def _write(section: Section, out: Path, fast: bool, argv: list[str]) -> None:
-    title = {"segmenters": "Segmenters", "agents": "Agents", "demonstrations": "Demonstrations",
+    title = {"segmenters": "Segmenters", "agents": "Agents", "protocols": "Protocols for data without descriptions",
+             "demonstrations": "Demonstrations",
              "prm": "PRM, stop signal and tree search"}[section.name]
     mode = " (fast mode: a few samples, for CI; not the published numbers)" if fast else ""
     head = (f"# {title}\n\nWritten by `{' '.join([COMMAND, *argv])}`{mode} in {section.seconds:.0f} s on this "
             f"machine ({os.cpu_count()} CPUs). Do not edit: rerun the command.\n\n")
     (out / f"{section.name}.md").write_text(head + section.page)
-    (out / f"{section.name}.readme.txt").write_text(section.readme)
+    if section.readme is not None:
+        (out / f"{section.name}.readme.txt").write_text(section.readme)
     (out / f"{section.name}.json").write_text(json.dumps(section.metrics, indent=1, default=float) + "\n")
 
 
@@ -294,6 +327,7 @@ def run_results(out: str | Path = "docs/results", *, fast: bool = False, data: s
     runners: dict[str, Callable[[], Section]] = {
         "segmenters": lambda: segmenters_section(size, data, out, progress),
         "agents": lambda: agents_section(size, data, out, progress),
+        "protocols": lambda: protocols_section(size, data, out, progress),
         "demonstrations": lambda: demonstrations_section(size, work, workers, progress),
         "prm": lambda: prm_section(size, work, prm, progress),
     }

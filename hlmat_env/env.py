@@ -137,10 +137,11 @@ class HLMATEnv(gym.Env):
 
     ## Arguments
     ``dataset`` spec or object (``"synthetic"``, ``"synthetic:val"``, ``"folder:PATH"``...), ``segmenter`` name
-    or object (``"default"``, ``"sam"``, ``"auto"``), ``segmenter_kwargs`` (dict), ``sam_checkpoint``,
-    ``sam_model_type``, ``max_clicks`` (20), ``obs_size`` (128), ``coord_bins`` (1000), ``start``,
-    ``undo_radius`` (0: off; SegAgent's option: a new click deletes earlier opposite-sign clicks within this
-    many pixels), ``max_caption_length`` (256), ``render_mode`` (``"rgb_array"`` or None).
+    or object (``"default"``, ``"sam"``, ``"sam2"``, ``"auto"``), ``segmenter_kwargs`` (dict),
+    ``sam_checkpoint``, ``sam_model_type``, ``sam2_checkpoint``, ``sam2_config``, ``max_clicks`` (20),
+    ``obs_size`` (128), ``coord_bins`` (1000), ``start``, ``undo_radius`` (0: off; SegAgent's option: a new
+    click deletes earlier opposite-sign clicks within this many pixels), ``max_caption_length`` (256),
+    ``render_mode`` (``"rgb_array"`` or None).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 2}
@@ -159,6 +160,8 @@ class HLMATEnv(gym.Env):
         segmenter_kwargs: dict[str, Any] | None = None,
         sam_checkpoint: str | None = None,
         sam_model_type: str | None = None,
+        sam2_checkpoint: str | None = None,
+        sam2_config: str | None = None,
     ):
         for name, value, low in (("max_clicks", max_clicks, 1), ("obs_size", obs_size, 8),
                                  ("coord_bins", coord_bins, 2), ("max_caption_length", max_caption_length, 1)):
@@ -179,6 +182,10 @@ class HLMATEnv(gym.Env):
             seg_kwargs["sam_checkpoint"] = sam_checkpoint
         if sam_model_type is not None:
             seg_kwargs["sam_model_type"] = sam_model_type
+        if sam2_checkpoint is not None:
+            seg_kwargs["sam2_checkpoint"] = sam2_checkpoint
+        if sam2_config is not None:
+            seg_kwargs["sam2_config"] = sam2_config
         self.segmenter = make_segmenter(segmenter, **seg_kwargs)
         self.max_clicks, self.obs_size, self.coord_bins = int(max_clicks), int(obs_size), int(coord_bins)
         self.start, self.undo_radius, self.render_mode = start, float(undo_radius), render_mode

@@ -1,4 +1,5 @@
-"""SAM speed benchmark: a plain ``SamPredictor`` loop against hlmat's :class:`SamSegmenter`.
+"""SAM speed benchmark: a plain ``SamPredictor`` loop against hlmat's :class:`SamSegmenter` (and the same for
+SAM 2: a plain ``SAM2ImagePredictor`` loop against :class:`~hlmat_env.segmenters.sam2.Sam2Segmenter`).
 
 Both run the same robot-user episodes (``clicks`` clicks each, SegAgent's recipe) on one image, ``E`` times:
 
@@ -6,10 +7,10 @@ Both run the same robot-user episodes (``clicks`` clicks each, SegAgent's recipe
   click (which upsamples all three multimask outputs at the first click);
 - **hlmat**: :class:`~hlmat_env.segmenters.sam.SamSegmenter`, whose embedding cache encodes the image once.
 
-Weights are random (``sam_model_registry[type](checkpoint=None)``): the compute is the same as with real
-weights, so timings hold, while masks are meaningless. The report also gives the decode time per click with
-and without ``sam_low_res``, how far the low-res masks are from the exact ones, and batched vs sequential
-decoding of tree-search candidates.
+Weights are random (``sam_model_registry[type](checkpoint=None)``, or ``build_sam2(config, None)`` for SAM 2):
+the compute is the same as with real weights, so timings hold, while masks are meaningless. The report also
+gives the decode time per click with and without ``sam_low_res`` (SAM only), how far the low-res masks are
+from the exact ones, and batched vs sequential decoding of tree-search candidates.
 """
 from __future__ import annotations
 
@@ -145,6 +146,80 @@ def bench_sam(
     }
 
 
+def bench_sam2(
+    config: str = "sam2.1_hiera_tiny",
+    episodes: Sequence[int] = (1, 5),
+    clicks: int = 10,
+    dataset: str | None = None,
+    index: int = 0,
+    device: str | None = None,
+    seed: int = 0,
+    candidates: int = 8,
+) -> dict[str, Any]:
+    """:func:`bench_sam` for SAM 2: a plain ``SAM2ImagePredictor`` loop against :class:`Sam2Segmenter`.
+
+    ``config`` is a name of :data:`~hlmat_env.segmenters.sam2.SAM2_CONFIGS` (or any name that
+    :func:`~hlmat_env.segmenters.sam2.resolve_sam2_config` takes). Returns the same keys as :func:`bench_sam`;
+    the ``sam_low_res`` ones are None (SAM 2 has no such option).
+    """
+    import torch
+    from sam2.build_sam import build_sam2
+    from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+    from hlmat_env.segmenters.sam2 import Sam2Segmenter, resolve_sam2_config
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    config_path, config_name = resolve_sam2_config(config)
+    torch.manual_seed(seed)
+    model = build_sam2(config_path, None, device=device).eval()
+    sample = make_dataset(dataset or default_dataset())[index]
+    image, target = sample.image, sample.target
+    n_episodes = max(episodes)
+
+    predictor = SAM2ImagePredictor(model)
+    plain = [_timed(_plain_episode, predictor, image, target, clicks) for _ in range(n_episodes)]
+    seg = Sam2Segmenter(sam2_model=model, device=device)
+    ours = [_timed(_hlmat_episode, seg, image, target, clicks) for _ in range(n_episodes)]
+    same = all(
+        len(p[1]) == len(o[1][1]) and all(np.array_equal(a, b) for a, b in zip(p[1], o[1][1]))
+        for p, o in zip(plain, ours)
+    )
+    rows = []
+    for e in episodes:
+        t_plain = sum(t for t, _ in plain[:e]) / e
+        t_ours = sum(t for t, _ in ours[:e]) / e
+        rows.append({"episodes": e, "plain_s_per_episode": t_plain, "hlmat_s_per_episode": t_ours,
+                     "speedup": t_plain / t_ours})
+
+    episode_clicks = ours[0][1][0]
+    decode = []
+    for _ in range(3):
+        seg.set_image(image)
+        prev = None
+        for k in range(len(episode_clicks)):
+            dt, prev = _timed(seg.predict, episode_clicks[: k + 1], prev)
+            decode.append(dt)
+
+    rng = np.random.default_rng(seed)
+    h, w = target.shape
+    base = episode_clicks[:2]
+    prev = seg.predict(base[:1])
+    cands = [list(base) + [Click(int(rng.integers(w)), int(rng.integers(h)), bool(rng.integers(2)))]
+             for _ in range(candidates)]
+    batch_s = statistics.median(_timed(seg.predict_batch, cands, prev)[0] for _ in range(5))
+    seq_s = statistics.median(_timed(lambda: [seg.predict(c, prev) for c in cands])[0] for _ in range(5))
+
+    return {
+        "segmenter": "sam2", "model_type": config_name, "device": device, "threads": torch.get_num_threads(),
+        "image": sample.sample_id, "image_hw": list(image.shape[:2]), "clicks": clicks,
+        "plain_episode_s": statistics.median(t for t, _ in plain),
+        "rows": rows, "identical_masks": same,
+        "decode_ms_exact": 1000 * statistics.median(decode), "decode_ms_low_res": None,
+        "low_res_iou_vs_exact_min": None, "low_res_iou_vs_exact_mean": None,
+        "candidates": candidates, "batch_ms": 1000 * batch_s, "sequential_ms": 1000 * seq_s,
+    }
+
+
 def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     union = np.logical_or(a, b).sum()
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
@@ -152,11 +227,14 @@ def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def format_report(r: dict[str, Any]) -> str:
     """Markdown table and notes for :func:`bench_sam`'s result."""
+    sam2 = r.get("segmenter") == "sam2"
+    names = ("SAM2ImagePredictor", "Sam2Segmenter") if sam2 else ("SamPredictor", "SamSegmenter")
     lines = [
-        f"SAM {r['model_type']} (random weights) on {r['device']} ({r['threads']} threads), image "
-        f"{r['image']} {r['image_hw'][0]}x{r['image_hw'][1]}, {r['clicks']}-click robot-user episodes",
+        f"SAM{' 2' if sam2 else ''} {r['model_type']} (random weights) on {r['device']} ({r['threads']} "
+        f"threads), image {r['image']} {r['image_hw'][0]}x{r['image_hw'][1]}, {r['clicks']}-click robot-user "
+        "episodes",
         "",
-        "| episodes on one image | plain SamPredictor loop (s/episode) | hlmat SamSegmenter (s/episode) "
+        f"| episodes on one image | plain {names[0]} loop (s/episode) | hlmat {names[1]} (s/episode) "
         "| speed-up |",
         "|---:|---:|---:|---:|",
     ]
@@ -167,6 +245,8 @@ def format_report(r: dict[str, Any]) -> str:
         "",
         f"- same masks as the plain loop at every click: {'yes' if r['identical_masks'] else 'NO'}",
         f"- plain episode (embedding + {r['clicks']} clicks), median: {r['plain_episode_s']:.2f} s",
+        f"- decode per click, embedding cached (median): {r['decode_ms_exact']:.1f} ms"
+        if r["decode_ms_low_res"] is None else
         f"- decode per click, embedding cached (median): exact {r['decode_ms_exact']:.1f} ms, sam_low_res "
         f"{r['decode_ms_low_res']:.1f} ms; low-res mask IoU vs exact: "
         f"mean {r['low_res_iou_vs_exact_mean']:.4f}, "

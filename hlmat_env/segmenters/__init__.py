@@ -14,6 +14,10 @@ from hlmat_env.segmenters.sam import SamSegmenter, make_auto_segmenter  # import
 register_segmenter("sam", SamSegmenter)
 register_segmenter("auto", make_auto_segmenter)
 
+from hlmat_env.segmenters.sam2 import Sam2Segmenter  # noqa: E402  (imports sam2 and torch lazily)
+
+register_segmenter("sam2", Sam2Segmenter)
+
 from hlmat_env.segmenters.graphcut import GraphCutSegmenter  # noqa: E402
 from hlmat_env.segmenters.grabcut_peer import GrabCutSegmenter  # noqa: E402
 

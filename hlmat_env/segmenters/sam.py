@@ -295,9 +295,30 @@ class SamSegmenter:
         return ((small > 0.5).astype(np.float32) * 2 - 1)[None] * MASK_PRIOR_LOGIT
 
 
+def _drop_options(kwargs: dict[str, Any], options: Sequence[str], what: str) -> dict[str, Any]:
+    """``kwargs`` without ``options`` (``device`` and ``embedding_cache`` are shared and kept), with a warning
+    naming the dropped ones that were set."""
+    shared = ("device", "embedding_cache")
+    dropped = sorted(k for k in kwargs if k in options and k not in shared and kwargs[k] is not None)
+    if dropped:
+        logger.warning("segmenter 'auto': ignoring %s options %s", what, dropped)
+    return {k: v for k, v in kwargs.items() if k not in options or k in shared}
+
+
 def make_auto_segmenter(**kwargs: Any):
-    """``"auto"``: SAM when a checkpoint is configured (``sam_checkpoint=`` or ``$HLMAT_SAM_CHECKPOINT``) or a
-    ``sam_model`` is given, else the default weight-free segmenter (SAM-only options are then dropped)."""
+    """``"auto"``: SAM 2 when ``sam2_checkpoint=`` or ``sam2_model`` is given, or when
+    ``$HLMAT_SAM2_CHECKPOINT`` is set and no SAM checkpoint or model is given; else SAM when a checkpoint is
+    configured (``sam_checkpoint=`` or ``$HLMAT_SAM_CHECKPOINT``) or a ``sam_model`` is given; else the
+    default weight-free segmenter (SAM-only options are then dropped)."""
+    from hlmat_env.segmenters.sam2 import SAM2_ONLY_KWARGS, sam2_checkpoint_from_env  # no torch import
+
+    sam2_given = kwargs.get("sam2_checkpoint") is not None or kwargs.get("sam2_model") is not None
+    sam_given = kwargs.get("sam_checkpoint") is not None or kwargs.get("sam_model") is not None
+    if sam2_given or (not sam_given and sam2_checkpoint_from_env()):
+        logger.info("segmenter 'auto': using SAM 2 (checkpoint %s)",
+                    kwargs.get("sam2_checkpoint") or sam2_checkpoint_from_env() or "<given module>")
+        return make_segmenter("sam2", **_drop_options(kwargs, SAM_ONLY_KWARGS, "SAM"))
+    kwargs = _drop_options(kwargs, SAM2_ONLY_KWARGS, "SAM 2")
     checkpoint = kwargs.get("sam_checkpoint") or sam_checkpoint_from_env()
     if checkpoint is not None or kwargs.get("sam_model") is not None:
         logger.info("segmenter 'auto': using SAM (checkpoint %s)", checkpoint or "<given module>")

@@ -13,7 +13,9 @@ STAMP := $(VENV)/.installed
 $(STAMP): setup.cfg pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q $(TORCH_PINS)
+	$(PIP) install -q $(TORCH_PINS) setuptools wheel
+	# sam2 ships as source only: build it against the pinned torch (an isolated build would fetch another torch)
+	SAM2_BUILD_CUDA=0 $(PIP) install -q --no-build-isolation "sam2>=1.1" $(TORCH_PINS)
 	$(PIP) install -q -e ".[test]" $(TORCH_PINS)
 	$(PY) -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
 	touch $(STAMP)

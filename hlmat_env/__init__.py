@@ -24,8 +24,8 @@ from hlmat_env.errors import (CheckpointError, DatasetError, DatasetWarning, Dep
                               HLMATError, InvalidAction, InvalidOption, UnknownName)
 from hlmat_env.metrics import ciou, giou, intersection_union, iou, noc_at, summarize
 from hlmat_env.robot_user import RobotUser, next_click
-from hlmat_env.segmenters import (GrabCutSegmenter, GraphCutSegmenter, Prediction, SamSegmenter, Segmenter,
-                                  make_segmenter, register_segmenter, segmenter_version)
+from hlmat_env.segmenters import (GrabCutSegmenter, GraphCutSegmenter, Prediction, Sam2Segmenter, SamSegmenter,
+                                  Segmenter, make_segmenter, register_segmenter, segmenter_version)
 from hlmat_env.trajectories import (Step, Trajectory, TrajectoryError, iter_trajectories, read_jsonl, read_segagent,
                                     record_trajectory, write_jsonl, write_segagent)
 
@@ -44,7 +44,7 @@ __all__ = [
     "Dataset", "Sample", "make_dataset", "register_dataset", "SyntheticDataset", "FolderDataset", "CocoDataset",
     "RefCocoDataset", "SegAgentDataset",
     # segmenters
-    "Segmenter", "Prediction", "make_segmenter", "register_segmenter", "segmenter_version", "GraphCutSegmenter",
+    "Segmenter", "Prediction", "make_segmenter", "register_segmenter", "segmenter_version", "GraphCutSegmenter", "Sam2Segmenter",
     "GrabCutSegmenter", "SamSegmenter",
     # the robot user and metrics
     "RobotUser", "next_click", "iou", "intersection_union", "noc_at", "summarize", "ciou", "giou",

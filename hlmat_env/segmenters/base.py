@@ -87,8 +87,9 @@ def register_segmenter(name: str, factory: Callable[..., Segmenter]) -> None:
 def make_segmenter(spec: str | Segmenter = "default", **kwargs: Any) -> Segmenter:
     """Build a segmenter from a name or pass a segmenter object through.
 
-    Names: ``"default"`` (the weight-free segmenter, also under its own name), ``"sam"``, ``"auto"`` (SAM when
-    a checkpoint is given by ``sam_checkpoint=`` or ``$HLMAT_SAM_CHECKPOINT``, else the default), and any name
+    Names: ``"default"`` (the weight-free segmenter, also under its own name), ``"grabcut"``, ``"sam"``,
+    ``"sam2"``, ``"auto"`` (SAM 2 or SAM when a checkpoint is given by ``sam2_checkpoint=`` / ``sam_checkpoint=``
+    or ``$HLMAT_SAM2_CHECKPOINT`` / ``$HLMAT_SAM_CHECKPOINT``, else the default), and any name
     added with :func:`register_segmenter`. Keyword arguments that the chosen factory does not take are
     rejected by the factory itself.
     """

@@ -2,9 +2,17 @@
 
 Specs (an ``?images=DIR`` suffix overrides where images are looked up; ``&crowd=1`` keeps COCO crowd regions):
 
-* ``coco:ANNFILE[?images=DIR]`` -- one sample per non-crowd annotation (polygons, compressed or uncompressed
-  RLE), caption = category name. Images default to the COCO layout ``ROOT/annotations/instances_val2017.json``
-  -> ``ROOT/val2017/``, else the annotation file's folder.
+* ``coco:ANNFILE[?images=DIR][&captions=generated]`` -- one sample per non-crowd annotation (polygons,
+  compressed or uncompressed RLE), caption = category name. Images default to the COCO layout
+  ``ROOT/annotations/instances_val2017.json`` -> ``ROOT/val2017/``, else the annotation file's folder.
+  ``captions=generated``: referring captions from the category and the layout of the image's same-category
+  instances (:mod:`hlmat_env.datasets.instance_captions`: "the dog on the left", "the larger of the two
+  cups"), computed from every annotation of the image (boxes, else decoded masks), samples or not, small ones
+  included. Crowd regions: a non-crowd instance is described among the non-crowd instances of its category;
+  when the image also holds a crowd region of that category (an unknown number of further instances) its
+  caption is flagged ambiguous. A crowd sample (``crowd=1``) reads "the group of PLURAL" (unambiguous when
+  it is the image's only crowd region of its category, else "one of the groups of PLURAL"). The flag and the
+  kind of caption go to ``meta["caption_unambiguous"]``, ``meta["caption_how"]``.
 * ``refcoco:ROOT[,DATASET[,SPLITBY[,SPLIT]]][?images=DIR]`` -- the ``refer`` layout: ``ROOT/DATASET/refs(SPLITBY).p``
   and ``ROOT/DATASET/instances.json``, images in ``ROOT/images/mscoco/images/train2014``. DATASET is
   ``refcoco`` (default), ``refcoco+`` or ``refcocog``; SPLITBY defaults to ``unc`` (``umd`` for refcocog);
@@ -27,6 +35,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from hlmat_env.datasets.base import Dataset, Sample, query_options, read_image, register_dataset
+from hlmat_env.datasets.instance_captions import GeneratedCaption, describe_instances, plural
 from hlmat_env.errors import DatasetError
 from hlmat_env.masks import decode_rle, polygons_to_mask
 
@@ -39,7 +48,8 @@ def split_options(arg: str | None, kind: str) -> tuple[str, dict[str, str]]:
     if not arg:
         raise DatasetError(f"the {kind} dataset needs a path: see hlmat_env.datasets.coco for the spec")
     main, _, query = arg.partition("?")
-    return main, query_options(query, kind, {"images": "DIR", "crowd": "0|1"})
+    allowed = {"images": "DIR", "crowd": "0|1"} | ({"captions": "name|generated"} if kind == "coco" else {})
+    return main, query_options(query, kind, allowed)
 
 
 def segmentation_to_mask(segm: Any, height: int, width: int, where: str) -> np.ndarray:
@@ -150,13 +160,72 @@ class CocoDataset(Dataset):
         ann_file: ``instances_*.json``.
         image_dir: image folder (default: see the module docstring).
         crowd: also keep ``iscrowd`` annotations.
+        captions: ``"name"`` (the category name) or ``"generated"`` (see the module docstring).
     """
 
-    def __init__(self, ann_file: str | Path, image_dir: str | Path | None = None, crowd: bool = False):
+    def __init__(self, ann_file: str | Path, image_dir: str | Path | None = None, crowd: bool = False,
+                 captions: str = "name"):
+        if captions not in ("name", "generated"):
+            raise DatasetError(f"coco option captions must be 'name' or 'generated', got {captions!r}")
         self.inst = _Instances(Path(ann_file))
         self.image_dir = Path(image_dir) if image_dir else self._default_image_dir(Path(ann_file))
         self.ann_ids = sorted(a["id"] for a in self.inst.anns.values() if crowd or not a.get("iscrowd", 0))
-        self.name = f"coco:{ann_file}?images={self.image_dir}" + ("&crowd=1" if crowd else "")
+        self.captions = captions
+        self._generated = self._generate_captions() if captions == "generated" else {}
+        self.name = (f"coco:{ann_file}?images={self.image_dir}" + ("&crowd=1" if crowd else "")
+                     + ("&captions=generated" if captions == "generated" else ""))
+
+    def _shape(self, ann: dict) -> Any:
+        """The annotation's ``[x, y, w, h]`` box, else its decoded mask (for caption layouts)."""
+        box = ann.get("bbox")
+        if isinstance(box, (list, tuple)) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box):
+            return list(box)
+        info = self.inst.images.get(ann["image_id"])
+        if info is None:
+            raise DatasetError(f"{self.inst.path}: annotation {ann['id']} refers to unknown image {ann['image_id']}")
+        return segmentation_to_mask(ann["segmentation"], int(info["height"]), int(info["width"]),
+                                    f"{self.inst.path} annotation {ann['id']}")
+
+    def _generate_captions(self) -> dict[int, GeneratedCaption]:
+        """Generated captions of every annotation, by annotation id (see the module docstring)."""
+        by_image: dict[Any, list[dict]] = {}
+        for ann_id in sorted(self.inst.anns):
+            ann = self.inst.anns[ann_id]
+            by_image.setdefault(ann["image_id"], []).append(ann)
+        out: dict[int, GeneratedCaption] = {}
+        for anns in by_image.values():
+            name = {a["id"]: str(self.inst.categories.get(a.get("category_id"), "object")) for a in anns}
+            plain = [a for a in anns if not a.get("iscrowd", 0)]
+            crowds = [a for a in anns if a.get("iscrowd", 0)]
+            area = {a["id"]: (float(a["area"]) if isinstance(a.get("area"), (int, float)) else None) for a in anns}
+            caps = describe_instances([(name[a["id"]], self._shape(a), area[a["id"]]) for a in plain])
+            crowd_cats = [name[a["id"]] for a in crowds]
+            for a, c in zip(plain, caps):
+                if name[a["id"]] in crowd_cats:
+                    c = GeneratedCaption(c.text, False, c.group_size, c.how)
+                out[a["id"]] = c
+            for a in crowds:
+                n = crowd_cats.count(name[a["id"]])
+                lone = n == 1
+                text = f"the group of {plural(name[a['id']])}" if lone else f"one of the groups of {plural(name[a['id']])}"
+                out[a["id"]] = GeneratedCaption(text, lone, n, "crowd")
+        return out
+
+    def generated_caption(self, index: int) -> GeneratedCaption:
+        """The generated caption of sample ``index`` (only with ``captions="generated"``), without reading pixels.
+
+        Args:
+            index: sample index in ``[0, len(self))``.
+
+        Returns:
+            The :class:`~hlmat_env.datasets.instance_captions.GeneratedCaption`.
+
+        Raises:
+            DatasetError: the dataset was built without ``captions="generated"``.
+        """
+        if not self._generated:
+            raise DatasetError(f"{self.name} has no generated captions: add ?captions=generated to the spec")
+        return self._generated[self.ann_ids[index]]
 
     @staticmethod
     def _default_image_dir(ann_file: Path) -> Path:
@@ -184,6 +253,10 @@ class CocoDataset(Dataset):
         ann = self.inst.anns[self.ann_ids[index]]
         caption = self.inst.categories.get(ann.get("category_id"), "")
         meta = {"ann_id": ann["id"], "image_id": ann["image_id"], "category_id": ann.get("category_id")}
+        if self._generated:
+            gen = self._generated[ann["id"]]
+            caption = gen.text
+            meta.update(caption_unambiguous=gen.unambiguous, caption_how=gen.how, caption_group_size=gen.group_size)
         return self.inst.load(ann["id"], self.image_dir, self.sample_id(index), caption, meta)
 
 
@@ -355,7 +428,8 @@ class SegAgentDataset(Dataset):
 
 def _coco(arg: str | None) -> CocoDataset:
     path, opts = split_options(arg, "coco")
-    return CocoDataset(path, opts.get("images"), crowd=opts.get("crowd", "0") == "1")
+    return CocoDataset(path, opts.get("images"), crowd=opts.get("crowd", "0") == "1",
+                       captions=opts.get("captions", "name"))
 
 
 def _refcoco(arg: str | None) -> RefCocoDataset:

@@ -1,7 +1,16 @@
 """Folder layouts of the interactive-segmentation benchmarks: ``images/`` + ``masks/`` matched by file stem.
 
 GrabCut, Berkeley and DAVIS as distributed with RITM/SimpleClick use this layout. Spec:
-``folder:PATH[?strict=1]``.
+``folder:PATH[?strict=1][&captions=class]``.
+
+**Captions.** Empty, unless ``captions=class`` and the folder holds a class list ``meta.jsonl`` (one JSON
+object per line: ``stem`` and ``class`` or ``category``; ``_`` in a class name reads as a space; optional
+image key ``image_id``, ``coco_val2017_image_id`` or ``image``, as in COCO-MVal): captions are then generated
+by :mod:`hlmat_env.datasets.instance_captions` from the class and the layout of the folder's instances of
+that class on the same image ("the zebra on the left"; "the airplane" when it is the only one). Only the
+instances the folder holds are known: another instance of the class that the image shows but the folder
+lacks is not taken into account. Without an image key every stem counts as its own image. A stem missing
+from ``meta.jsonl`` is an error.
 
 **Pairing.** Image and mask are matched by file stem (``images/x.jpg`` + ``masks/x.png``). An image without a
 mask, a mask without an image, or two files with one stem in a folder (``x.jpg`` and ``x.png``: the one whose
@@ -36,6 +45,7 @@ from its image's is refused.
 """
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -43,6 +53,7 @@ import numpy as np
 
 from hlmat_env.datasets.base import (GREY, INDEX, Dataset, Sample, _some, query_options, read_image, read_mask,
                                      register_dataset)
+from hlmat_env.datasets.instance_captions import GeneratedCaption, describe_group
 from hlmat_env.errors import DatasetError, DatasetWarning, EmptyTarget
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
@@ -132,6 +143,7 @@ class FolderDataset(Dataset):
     Args:
         root: folder holding ``images/`` (or ``img/``, ``JPEGImages/``) and ``masks/`` (or ``gt/``, ``Annotations/``).
         strict: raise instead of warn about orphan files and duplicate stems.
+        captions: ``""`` (no captions) or ``"class"`` (generated from ``meta.jsonl``; see the module docstring).
 
     Attributes:
         orphan_images: images without a mask (skipped). orphan_masks: masks without an image (skipped).
@@ -142,8 +154,10 @@ class FolderDataset(Dataset):
             duplicates exist, naming them.
     """
 
-    def __init__(self, root: str | Path, strict: bool = False):
+    def __init__(self, root: str | Path, strict: bool = False, captions: str = ""):
         self.root = Path(root)
+        if captions not in ("", "class"):
+            raise DatasetError(f"folder option captions must be 'class', got {captions!r}")
         if not self.root.is_dir():
             raise DatasetError(f"dataset folder not found: {self.root}")
         img_dir, mask_dir = _first_dir(self.root, IMAGE_DIRS), _first_dir(self.root, MASK_DIRS)
@@ -172,7 +186,72 @@ class FolderDataset(Dataset):
         if problems:
             warnings.warn(f"folder dataset {self.root}: " + "; ".join(problems)
                           + " (pass ?strict=1 to make this an error)", DatasetWarning, stacklevel=2)
-        self.name = f"folder:{self.root}" + ("?strict=1" if self.strict else "")
+        opts = (["strict=1"] if self.strict else []) + (["captions=class"] if captions else [])
+        self.name = f"folder:{self.root}" + ("?" + "&".join(opts) if opts else "")
+        self.captions = captions
+        self._groups: dict[str, tuple[str, list[str]]] = {}  # stem -> (class, stems of its class and image)
+        self._generated: dict[str, GeneratedCaption] = {}
+        if captions:
+            self._read_classes()
+
+    def _read_classes(self) -> None:
+        """Read ``meta.jsonl`` and group the stems by image and class (see the module docstring)."""
+        path = self.root / "meta.jsonl"
+        rows: dict[str, tuple[str, object]] = {}
+        try:
+            with open(path, encoding="utf-8") as f:
+                for n, line in enumerate(f, 1):
+                    if not line.strip():
+                        continue
+                    row = json.loads(line)
+                    cls = row.get("class", row.get("category")) if isinstance(row, dict) else None
+                    if not isinstance(cls, str) or "stem" not in row:
+                        raise DatasetError(f"{path} line {n}: needs 'stem' and a 'class' (or 'category') string")
+                    image = next((row[k] for k in ("image_id", "coco_val2017_image_id", "image") if k in row),
+                                 ("stem", row["stem"]))
+                    rows[str(row["stem"])] = (cls.replace("_", " ").strip(), image)
+        except FileNotFoundError as e:
+            raise DatasetError(f"captions=class needs a class list {path} (one JSON object per line with "
+                               "'stem' and 'class' or 'category')") from e
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DatasetError(f"{path} is not valid JSON lines: {e}") from e
+        missing = [s for s in self.stems if s not in rows]
+        if missing:
+            raise DatasetError(f"{path} has no class for {len(missing)} stem(s): {', '.join(missing[:10])}")
+        groups: dict[tuple[str, str], list[str]] = {}
+        for stem in self.stems:
+            cls, image = rows[stem]
+            groups.setdefault((cls, json.dumps(image, sort_keys=True, default=str)), []).append(stem)
+        for (cls, _), stems in groups.items():
+            for stem in stems:
+                self._groups[stem] = (cls, stems)
+
+    def generated_caption(self, index: int) -> GeneratedCaption:
+        """The generated caption of sample ``index`` (``captions="class"`` only); reads the masks of the other
+        instances of its class and image when there are any.
+
+        Args:
+            index: sample index in ``[0, len(self))``.
+
+        Returns:
+            The :class:`~hlmat_env.datasets.instance_captions.GeneratedCaption`.
+
+        Raises:
+            DatasetError: the dataset was built without ``captions="class"``, or a mask cannot be read.
+        """
+        if not self.captions:
+            raise DatasetError(f"{self.name} has no generated captions: add ?captions=class to the spec")
+        stem = self.stems[index]
+        if stem not in self._generated:
+            cls, stems = self._groups[stem]
+            masks = [] if len(stems) == 1 else [self._target(s) == 1 for s in stems]
+            caps = describe_group(cls, masks) if masks else [GeneratedCaption(f"the {cls}", True, 1, "lone")]
+            self._generated.update(zip(stems, caps))
+        return self._generated[stem]
+
+    def _target(self, stem: str) -> np.ndarray:
+        raw, kind = read_mask(self.masks[stem])
+        return mask_to_target(raw, f"sample {stem!r}: mask {self.masks[stem]}", kind)
 
     def __len__(self) -> int:
         return len(self.stems)
@@ -201,18 +280,23 @@ class FolderDataset(Dataset):
                 f"mask {self.masks[stem]} has shape {raw.shape}, image {self.images[stem]} has {image.shape[:2]}"
             )
         target = mask_to_target(raw, f"sample {stem!r}: mask {self.masks[stem]}", kind)
-        return Sample(image, target, "", stem, str(self.images[stem]))
+        if not self.captions:
+            return Sample(image, target, "", stem, str(self.images[stem]))
+        gen = self.generated_caption(index)
+        meta = {"class": self._groups[stem][0], "caption_unambiguous": gen.unambiguous, "caption_how": gen.how,
+                "caption_group_size": gen.group_size}
+        return Sample(image, target, gen.text, stem, str(self.images[stem]), meta)
 
 
 def _folder(arg: str | None) -> FolderDataset:
-    """``folder:PATH[?strict=1]``."""
+    """``folder:PATH[?strict=1][&captions=class]``."""
     if not arg:
         raise DatasetError("the folder dataset needs a path: 'folder:PATH'")
     path, _, query = arg.partition("?")
-    opts = query_options(query, "folder", {"strict": "0|1"})
+    opts = query_options(query, "folder", {"strict": "0|1", "captions": "class"})
     if opts.get("strict", "0") not in ("0", "1"):
         raise DatasetError(f"folder option strict must be 0 or 1, got {opts['strict']!r}")
-    return FolderDataset(path, strict=opts.get("strict") == "1")
+    return FolderDataset(path, strict=opts.get("strict") == "1", captions=opts.get("captions", ""))
 
 
 register_dataset("folder", _folder)

@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "compare": "compare",
     "tiny-vlm": "tiny_vlm",
     "sft": "sft",
+    "data": "data",  # fetch / list the standard interactive-segmentation sets
     "research": "research",  # the research one-offs (average, deepen), one level down
 }
 

@@ -3,17 +3,13 @@
 Specs (``ROOT`` is the folder holding the sub-folders below; ``hlmat data fetch NAME --root DIR`` prints the
 exact spec of what it unpacked):
 
-================================  ==========================================================================
-spec                              layout
-================================  ==========================================================================
-``grabcut:ROOT``                  ``data_GT/NAME.{jpg,bmp,...}`` + ``boundary_GT/NAME.bmp``
-``berkeley:ROOT``                 ``images/NAME.jpg`` + ``masks/NAME.png``
-``davis:ROOT``                    ``img/NAME.jpg`` + ``gt/NAME.png``
-``coco-mval:ROOT``                ``img/NAME.jpg`` + ``gt/NAME.png`` (the DAVIS layout)
-``pascalvoc:ROOT[,SPLIT]``        ``JPEGImages/NAME.jpg`` + ``SegmentationObject/NAME.png`` +
-                                  ``ImageSets/Segmentation/SPLIT.txt`` (default split ``val``)
-``sbd:ROOT[,SPLIT]``              ``img/NAME.jpg`` + ``inst/NAME.mat`` + ``SPLIT.txt`` (default ``val``)
-================================  ==========================================================================
+* ``grabcut:ROOT``: ``data_GT/NAME.{jpg,bmp,...}`` + ``boundary_GT/NAME.bmp``;
+* ``berkeley:ROOT``: ``images/NAME.jpg`` + ``masks/NAME.png``;
+* ``davis:ROOT``: ``img/NAME.jpg`` + ``gt/NAME.png``;
+* ``coco-mval:ROOT``: ``img/NAME.jpg`` + ``gt/NAME.png`` (the DAVIS layout);
+* ``pascalvoc:ROOT[,SPLIT]``: ``JPEGImages/NAME.jpg`` + ``SegmentationObject/NAME.png`` +
+  ``ImageSets/Segmentation/SPLIT.txt`` (default split ``val``);
+* ``sbd:ROOT[,SPLIT]``: ``img/NAME.jpg`` + ``inst/NAME.mat`` + ``SPLIT.txt`` (default split ``val``).
 
 **Mask rules** (target 1 object, 0 background, -1 ignore). Mask files are read by
 :func:`~hlmat_env.datasets.base.read_mask` (grey levels; the first, red, channel of RGB files; the indices

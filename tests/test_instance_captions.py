@@ -70,7 +70,8 @@ def test_middle_is_not_used_when_the_other_axis_has_another_middle():
 
 def test_many_in_a_row_get_ordinals_from_the_nearer_end():
     texts = _texts("car", [[i * 20, 0, 10, 10] for i in range(5)])
-    assert texts == ["the leftmost of the five cars", "the second car from the left", "the middle one of the five cars",
+    assert texts == ["the leftmost of the five cars", "the second car from the left",
+                     "the middle one of the five cars",
                      "the second car from the right", "the rightmost of the five cars"]
 
 
@@ -184,6 +185,9 @@ def test_folder_class_captions(tmp_path):
     assert ds[2].meta["caption_unambiguous"] is True
     assert make_dataset(f"folder:{root}")[0].caption == ""
     assert caption_stats(ds)["instances"] == 3
+    assert [s.caption for s in make_dataset(f"folder:{root}?captions=generated")] == [s.caption for s in ds]
+    with pytest.raises(DatasetError, match="captions"):
+        make_dataset(f"folder:{root}?captions=fancy")
 
 
 def test_folder_class_captions_need_meta(tmp_path):
@@ -205,3 +209,16 @@ def test_coco128_generated_captions_load():
     stats = caption_stats(ds)
     assert stats["instances"] == len(ds) and 0.0 < stats["share"] <= 1.0
     assert caption_stats(ds) == stats  # deterministic
+
+
+COCO_MVAL = Path("/work/shared/data/coco_mval")
+
+
+@pytest.mark.skipif(not (COCO_MVAL / "meta.jsonl").is_file(), reason=f"{COCO_MVAL} is not on this machine")
+def test_coco_mval_class_captions():
+    ds = make_dataset(f"folder:{COCO_MVAL}?captions=class")
+    caps = [ds.generated_caption(i) for i in range(len(ds))]
+    assert all(c.text.startswith(("the ", "one of the ")) for c in caps)
+    several = [c for c in caps if c.group_size > 1]
+    assert several and any(c.how == "spatial" for c in several)
+    assert ds[0].caption == caps[0].text and ds[0].meta["class"]

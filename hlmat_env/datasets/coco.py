@@ -206,9 +206,9 @@ class CocoDataset(Dataset):
                 out[a["id"]] = c
             for a in crowds:
                 n = crowd_cats.count(name[a["id"]])
-                lone = n == 1
-                text = f"the group of {plural(name[a['id']])}" if lone else f"one of the groups of {plural(name[a['id']])}"
-                out[a["id"]] = GeneratedCaption(text, lone, n, "crowd")
+                many = plural(name[a["id"]])
+                text = f"the group of {many}" if n == 1 else f"one of the groups of {many}"
+                out[a["id"]] = GeneratedCaption(text, n == 1, n, "crowd")
         return out
 
     def generated_caption(self, index: int) -> GeneratedCaption:

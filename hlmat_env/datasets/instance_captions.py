@@ -62,7 +62,8 @@ class GeneratedCaption:
         unambiguous: True when the caption picks this instance and no other instance of its category fits it
             within the margins.
         group_size: how many instances of the category the image holds (this one included).
-        how: ``"lone"``, ``"spatial"``, ``"size"`` or ``"fallback"``.
+        how: ``"lone"``, ``"spatial"``, ``"size"`` or ``"fallback"`` (``"crowd"`` for a COCO crowd region,
+            see :mod:`hlmat_env.datasets.coco`).
     """
 
     text: str

@@ -51,6 +51,7 @@ class _Server:
         self.files: dict[str, bytes] = {}
         self.cut: dict[str, int] = {}
         self.requests: list[tuple[str, str | None]] = []
+        self.ranges = True  # False: ignore Range headers (answer 200 with the whole file)
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -67,7 +68,7 @@ class _Server:
                     self.send_error(404)
                     return
                 start = 0
-                if rng and rng.startswith("bytes="):
+                if rng and rng.startswith("bytes=") and outer.ranges:
                     start = int(rng[6:].split("-")[0])
                     if start >= len(data):
                         self.send_response(416)
@@ -149,6 +150,23 @@ def test_interrupted_download_keeps_the_part_file_and_resumes_with_a_range(serve
     res = F.fetch("grabcut", tmp_path, sources=sources, progress=False)
     assert res.check == "published" and len(make_dataset(res.spec)) == 2 and not part.exists()
     assert server.requests[-1] == ("/GrabCut.zip", "bytes=100000-")
+
+
+def test_a_server_without_range_support_restarts_the_download(server, tmp_path):
+    data = _grabcut_zip()
+    sources = _source(server, data, sha256=hashlib.sha256(data).hexdigest())
+    server.ranges = False
+    (tmp_path / "GrabCut.zip.part").write_bytes(b"stale bytes that must not stay in front")
+    res = F.fetch("grabcut", tmp_path, sources=sources, progress=False)
+    assert res.check == "published" and server.requests == [("/GrabCut.zip", "bytes=39-")]
+
+
+def test_a_part_file_that_is_already_whole_is_completed_without_a_body(server, tmp_path):
+    data = _grabcut_zip()
+    sources = _source(server, data, sha256=hashlib.sha256(data).hexdigest())
+    (tmp_path / "GrabCut.zip.part").write_bytes(data)  # interrupted just before the rename
+    res = F.fetch("grabcut", tmp_path, sources=sources, progress=False)
+    assert res.check == "published" and server.requests == [("/GrabCut.zip", f"bytes={len(data)}-")]
 
 
 def test_automatic_retry_resumes_an_interrupted_download(server, tmp_path):

@@ -39,6 +39,6 @@ def run(args: argparse.Namespace) -> int:
     done = run_results(out, fast=args.fast, data=args.data, sections=sections, prm=args.prm, work=args.work,
                        workers=args.workers, readme=readme, progress=not args.no_progress, argv=quoted)
     for name, s in done.items():
-        print(f"{name}: {s.seconds:.0f} s\n{s.readme}")
+        print(f"{name}: {s.seconds:.0f} s\n{s.readme if s.readme is not None else s.page}")
     print(f"wrote {out}/" + (f" and the results blocks of {readme}" if readme else ""))
     return 0

@@ -13,6 +13,8 @@ Sections (the full run; ``--fast`` runs the same code on a few samples, for CI):
   GrabCut, 20 clicks (:func:`agents.tools.benchmark.benchmark`).
 - ``protocols``: ``oracle``, ``random`` and ``ppo`` on the real sets without descriptions under the robot
   user's first click and the box start (docs only; no README block).
+- ``captions``: the share of unambiguous generated captions on ``DATA/coco128_seg`` (``coco:...?captions=generated``)
+  and ``DATA/coco_mval`` (``folder:...?captions=class``) (docs only).
 - ``demonstrations``: ``hlmat generate`` throughput and quality on ``synthetic:train``.
 - ``prm``: a PRM trained by ``hlmat train-prm`` with the suite's small recipe (or ``--prm PATH``), its
   held-out Pearson / Spearman / MAE, and the stop signal and tree search at SegAgent's budget of 7 clicks.
@@ -32,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-SECTIONS = ("segmenters", "agents", "protocols", "demonstrations", "prm")
+SECTIONS = ("segmenters", "agents", "protocols", "captions", "demonstrations", "prm")
 README_SECTIONS = ("segmenters", "agents", "demonstrations", "prm")  # the sections with a README block
 COMMAND = "hlmat results"
 
@@ -195,6 +197,33 @@ def protocols_section(size: SuiteSize, data: Path, out: Path, progress: bool) ->
     return Section("protocols", None, page, metrics)
 
 
+def captions_section(data: Path) -> Section:
+    """How many generated referring captions are unambiguous, on the real sets with class labels."""
+    from hlmat_env.datasets import make_dataset
+    from hlmat_env.datasets.instance_captions import caption_stats
+
+    sets = [("coco128_seg", f"coco:{data}/coco128_seg/annotations.json?images={data}/coco128_seg/images"
+             "&captions=generated", data / "coco128_seg"),
+            ("COCO-MVal", f"folder:{data}/coco_mval?captions=class", data / "coco_mval")]
+    rows, metrics, missing = [], {}, []
+    for name, spec, folder in sets:
+        if not folder.is_dir():
+            missing.append(f"{name} (`{folder}` absent)")
+            continue
+        s = caption_stats(make_dataset(spec))
+        metrics[name] = {"spec": spec, **s}
+        how = ", ".join(f"{k} {v}" for k, v in sorted(s["by_how"].items()))
+        rows.append([name, f"`{spec.replace(str(data), 'DATA')}`", str(s["instances"]), str(s["unambiguous"]),
+                     _pct(s["share"]), _pct(s["share_among_several"]), how])
+    table = _table(["set", "spec", "instances", "unambiguous", "share %", "share % where the category repeats",
+                    "told apart by"], rows) if rows else "Not run: no set found.\n"
+    note = f"\nNot run: {', '.join(missing)}.\n" if missing else ""
+    page = ("Referring descriptions generated from instance labels and layout "
+            "(see [Datasets: generated captions](../datasets.md)); a caption is unambiguous when no other instance "
+            f"of its category in the image fits it. `DATA` = `{data}`.\n\n" + table + note)
+    return Section("captions", None, page, metrics)
+
+
 def demonstrations_section(size: SuiteSize, work: Path, workers: int, progress: bool) -> Section:
     """``hlmat generate``: robot-user demonstrations on synthetic:train, written from scratch."""
     import shutil
@@ -287,6 +316,7 @@ def readme_blocks(out: Path) -> dict[str, str]:
 
 def _write(section: Section, out: Path, fast: bool, argv: list[str]) -> None:
     title = {"segmenters": "Segmenters", "agents": "Agents", "protocols": "Protocols for data without descriptions",
+             "captions": "Generated captions",
              "demonstrations": "Demonstrations",
              "prm": "PRM, stop signal and tree search"}[section.name]
     mode = " (fast mode: a few samples, for CI; not the published numbers)" if fast else ""
@@ -328,6 +358,7 @@ def run_results(out: str | Path = "docs/results", *, fast: bool = False, data: s
         "segmenters": lambda: segmenters_section(size, data, out, progress),
         "agents": lambda: agents_section(size, data, out, progress),
         "protocols": lambda: protocols_section(size, data, out, progress),
+        "captions": lambda: captions_section(data),
         "demonstrations": lambda: demonstrations_section(size, work, workers, progress),
         "prm": lambda: prm_section(size, work, prm, progress),
     }

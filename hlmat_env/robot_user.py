@@ -39,6 +39,11 @@ def error_distances(
     return dt_fn, dt_fp
 
 
+def _squared(dt: np.ndarray) -> np.ndarray:
+    """Exact integer squared distances (float64 HxW) from float32 Euclidean distances (exact below ~2000 px)."""
+    return np.rint(dt.astype(np.float64) ** 2)
+
+
 def next_click(target: np.ndarray, pred: np.ndarray, clicked: np.ndarray | None = None) -> Click | None:
     """The robot user's next click.
 
@@ -51,12 +56,15 @@ def next_click(target: np.ndarray, pred: np.ndarray, clicked: np.ndarray | None 
         The :class:`Click` in pixel coordinates, or ``None`` when no (unclicked) error pixel is left.
     """
     dt_fn, dt_fp = error_distances(np.asarray(target).astype(np.int8), pred, clicked)
-    fn_max, fp_max = float(dt_fn.max()), float(dt_fp.max())
+    # Compare exact squared distances (integers): OpenCV's float32 distances of tied pixels can differ in the
+    # last bit from run to run (its SIMD and scalar paths round differently), which made ties break by noise.
+    d2_fn, d2_fp = _squared(dt_fn), _squared(dt_fp)
+    fn_max, fp_max = float(d2_fn.max()), float(d2_fp.max())
     if fn_max == 0.0 and fp_max == 0.0:
         return None
     positive = fn_max > fp_max
-    dt = dt_fn if positive else dt_fp
-    row, col = np.unravel_index(int(np.argmax(dt)), dt.shape)
+    d2 = d2_fn if positive else d2_fp
+    row, col = np.unravel_index(int(np.argmax(d2)), d2.shape)  # ties: the first pixel in row-major order
     return Click(int(col), int(row), positive)
 
 

@@ -94,3 +94,18 @@ def test_degenerate_shapes(shape):
     gt = np.ones(shape, np.int8)
     c = next_click(gt, np.zeros(shape, bool))
     assert c is not None and c.positive
+
+
+def test_ties_break_on_exact_distances_first_in_row_major_order():
+    """Tied farthest pixels (here 26 of them) are compared as exact integer squared distances, so the click is
+    the first of them in row-major order whatever the last bits of OpenCV's float32 distances (a CI run under
+    load once clicked the second one of sample 9 and broke the kill-and-resume equality)."""
+    from scipy.ndimage import distance_transform_edt
+
+    from hlmat_env.datasets import make_dataset
+    from hlmat_env.robot_user import next_click
+
+    for target in [make_dataset("synthetic:val")[9].target, np.pad(np.ones((6, 9), np.int8), 3)]:
+        exact = distance_transform_edt(np.pad(target > 0, 1))[1:-1, 1:-1] ** 2
+        row, col = np.argwhere(exact == exact.max())[0]
+        assert next_click(target, np.zeros(target.shape, bool)) == Click(int(col), int(row), True)

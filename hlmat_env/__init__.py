@@ -1,6 +1,7 @@
 """hlmat_env: SegAgent's Human-Like Mask Annotation Task (HLMAT) as a Gymnasium environment.
 
-Importing this package registers ``"HLMATEnv-v0"`` (safe to import twice)::
+Importing this package registers ``"HLMATEnv-v0"`` and the easier variants of :data:`~hlmat_env.variants.VARIANTS`
+(``"HLMATEnv-OneObject-v0"``, ``"HLMATEnv-Box-v0"``, ``"HLMATEnv-Refine-v0"``; safe to import twice)::
 
     import gymnasium as gym, hlmat_env
     env = gym.make("HLMATEnv-v0", dataset="synthetic:val")
@@ -28,15 +29,17 @@ from hlmat_env.segmenters import (GrabCutSegmenter, GraphCutSegmenter, Predictio
                                   Segmenter, make_segmenter, register_segmenter, segmenter_version)
 from hlmat_env.trajectories import (Step, Trajectory, TrajectoryError, iter_trajectories, read_jsonl, read_segagent,
                                     record_trajectory, write_jsonl, write_segagent)
+from hlmat_env.variants import VARIANTS, register_variants
 
 ENV_ID = "HLMATEnv-v0"
 
 if ENV_ID not in gym.registry:
     gym.register(id=ENV_ID, entry_point="hlmat_env.env:HLMATEnv")
+register_variants()  # the ladder of easier variants (hlmat_env.variants)
 
 __all__ = [
     # the env and its actions
-    "ENV_ID", "HLMATEnv", "ActionKind", "Click", "decode_action", "encode_click",
+    "ENV_ID", "VARIANTS", "HLMATEnv", "ActionKind", "Click", "decode_action", "encode_click",
     # typed errors (hlmat_env.errors)
     "HLMATError", "InvalidAction", "InvalidOption", "DatasetError", "EmptyTarget", "DatasetWarning",
     "UnknownName", "DependencyNotInstalled", "CheckpointError", "TrajectoryError",

@@ -12,8 +12,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Train a PPO click policy on the SB3-ready wrapped env. Writes DIR/model.zip (+ .json), "
                     "DIR/bc_model.zip when --bc-demos is given, DIR/checkpoints/, TensorBoard logs in DIR, "
                     "DIR/training_curve.png.")
-    p.add_argument("--dataset", default="synthetic:train?size=20000",
-                   help="training dataset spec (default: synthetic:train?size=20000, disjoint from synthetic:val)")
+    p.add_argument("--env-id", default="HLMATEnv-v0",
+                   help="registered env to train on, e.g. a rung of the variant ladder (hlmat_env.variants: "
+                        "HLMATEnv-OneObject-v0, HLMATEnv-Box-v0, HLMATEnv-Refine-v0; default: HLMATEnv-v0)")
+    p.add_argument("--dataset", default=None,
+                   help="training dataset spec (default: the env id's registered dataset; for HLMATEnv-v0 "
+                        "synthetic:train?size=20000, disjoint from synthetic:val)")
     p.add_argument("--segmenter", default="default", help="segmenter name (default: default)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--timesteps", type=int, default=20_000, help="PPO environment steps (0: BC only)")
@@ -40,6 +44,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--max-clicks", type=int, default=5, help="clicks per training episode (default: 5)")
     p.add_argument("--learning-rate", type=float, default=1e-4, help="PPO learning rate (default: 1e-4)")
     p.add_argument("--n-steps", type=int, default=128, help="rollout steps per env and update (default: 128)")
+    p.add_argument("--n-epochs", type=int, default=4, help="PPO epochs per update (default: 4)")
+    p.add_argument("--clip-range", type=float, default=0.1, help="PPO clip range (default: 0.1)")
+    p.add_argument("--ent-coef", type=float, default=0.0, help="PPO entropy bonus (default: 0)")
     p.add_argument("--width", type=int, default=32, help="policy convolution channels (default: 32)")
     p.add_argument("--trunk", default=None, metavar="PRM",
                    help="ground the policy on this PRM checkpoint's trunk (hlmat train-prm; agents/ppo/grounded.py); "
@@ -66,14 +73,18 @@ def run(args: argparse.Namespace) -> int:
     from agents.ppo.train import train
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    path = train(args.dataset, args.segmenter, args.out, timesteps=args.timesteps, bc_demos=args.bc_demos,
+    dataset = args.dataset
+    if dataset is None and args.env_id == "HLMATEnv-v0":
+        dataset = "synthetic:train?size=20000"
+    path = train(dataset, args.segmenter, args.out, timesteps=args.timesteps, bc_demos=args.bc_demos,
                  bc_episodes=args.bc_episodes,
                  bc_clicks=args.bc_clicks or None, bc_first_clicks=args.bc_first_clicks,
                  init_from=args.init_from, bc_epochs=args.bc_epochs, bc_lr=args.bc_lr,
                  bc_threads=args.bc_threads, resume=args.resume,
                  progress=not args.no_progress, n_envs=args.n_envs, grid=args.grid, size=args.size,
                  max_clicks=args.max_clicks, finish=not args.no_finish, learning_rate=args.learning_rate,
-                 n_steps=args.n_steps, width=args.width, seed=args.seed,
+                 n_steps=args.n_steps, width=args.width, seed=args.seed, env_id=args.env_id,
+                 n_epochs=args.n_epochs, clip_range=args.clip_range, ent_coef=args.ent_coef,
                  trunk=args.trunk, train_trunk=args.train_trunk,
                  trunk_flips=args.trunk_flips, place=args.place, positive_threshold=args.positive_threshold)
     print(f"saved {path} (load it with --agent ppo:{args.out})")

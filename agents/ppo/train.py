@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 class PPOConfig:
     """Settings of the wrapped env and of PPO (saved as ``model.json`` beside each model)."""
 
+    env_id: str = "HLMATEnv-v0"  # a registered id, e.g. a rung of hlmat_env.variants
     size: int = 64
     grid: int = 32
     finish: bool = True
@@ -74,14 +75,18 @@ def demo_settings(dataset: Any, segmenter: Any, cfg: PPOConfig) -> dict[str, Any
     """What the recorded demonstration states depend on (checked when a demos folder is reused)."""
     from hlmat_env.segmenters import segmenter_name, segmenter_version
 
-    return {"dataset": dataset if isinstance(dataset, str) else type(dataset).__name__,
-            "segmenter": segmenter_name(segmenter),
-            "segmenter_version": segmenter_version(segmenter), "wrapper": cfg.wrapper_kwargs(),
-            "max_clicks": cfg.max_clicks}
+    settings = {"dataset": dataset if isinstance(dataset, str) or dataset is None else type(dataset).__name__,
+                "segmenter": segmenter_name(segmenter),
+                "segmenter_version": segmenter_version(segmenter), "wrapper": cfg.wrapper_kwargs(),
+                "max_clicks": cfg.max_clicks}
+    if cfg.env_id != "HLMATEnv-v0":  # (only then, so that earlier demos folders still match)
+        settings["env_id"] = cfg.env_id
+    return settings
 
 
 def make_env(dataset: Any, segmenter: Any, cfg: PPOConfig, rank: int = 0):
-    """One wrapped, monitored env (the factory of every vector-env worker; sets one torch thread)."""
+    """One wrapped, monitored env of ``cfg.env_id`` (the factory of every vector-env worker; sets one torch
+    thread); ``dataset`` None keeps the env id's registered dataset."""
     import gymnasium as gym
     import torch
     from stable_baselines3.common.monitor import Monitor
@@ -90,7 +95,8 @@ def make_env(dataset: Any, segmenter: Any, cfg: PPOConfig, rank: int = 0):
     from hlmat_env.wrappers import sb3_wrap
 
     torch.set_num_threads(1)
-    env = gym.make("HLMATEnv-v0", dataset=dataset, segmenter=segmenter, max_clicks=cfg.max_clicks)
+    kwargs = {} if dataset is None else {"dataset": dataset}
+    env = gym.make(cfg.env_id, segmenter=segmenter, max_clicks=cfg.max_clicks, **kwargs)
     env = Monitor(sb3_wrap(env, **cfg.wrapper_kwargs()))
     env.reset(seed=cfg.seed + 1000 * rank)
     return env
@@ -113,7 +119,8 @@ def train(dataset: Any = "synthetic:train", segmenter: Any = "default", out: str
     """Train a PPO click policy and save ``out/model.zip``; returns its path.
 
     Args:
-        dataset, segmenter: as for ``gym.make("HLMATEnv-v0", ...)``.
+        dataset, segmenter: as for ``gym.make("HLMATEnv-v0", ...)``; dataset None: the registered one of the
+            ``env_id`` setting (a rung of :data:`hlmat_env.variants.VARIANTS`).
         timesteps: PPO environment steps (0: BC only).
         bc_demos: folder of oracle demonstrations (``demos.npz``, generated there with ``bc_episodes``
             episodes of at most ``bc_clicks`` clicks if missing); None skips the warm start.
@@ -125,7 +132,7 @@ def train(dataset: Any = "synthetic:train", segmenter: Any = "default", out: str
             training: e.g. more behaviour cloning on new demonstrations, then PPO); its settings must match.
         resume: continue from the newest checkpoint in ``out/checkpoints`` (or ``out/model.zip``).
         subproc: run the ``n_envs`` workers as subprocesses (else in-process).
-        config: :class:`PPOConfig` fields (``grid``, ``size``, ``learning_rate``...).
+        config: :class:`PPOConfig` fields (``env_id``, ``grid``, ``size``, ``learning_rate``...).
     """
     import torch
     from stable_baselines3 import PPO

@@ -1,0 +1,100 @@
+"""Registered variants of ``HLMATEnv-v0``: a ladder of easier tasks for reinforcement learning, as MiniGrid has.
+
+Each rung keeps the env, its spaces and its reward, and changes only keyword arguments (the dataset's objects
+per scene, the start state), so a policy trained on one rung runs on every other. Rungs 1-3 each remove the need
+to ground the description in their own way (no other object; the target's box; a damaged copy of the target);
+the standard task, last, needs it. The order is the suggested curriculum: rung 1 only asks to find the object
+and click it (PPO learns it from scratch); rungs 2 and 3 start from a mask that a click must improve on (finishing
+at once keeps the start's IoU), in crowded scenes:
+
+| rung | id | kwargs | what the agent must learn |
+|---|---|---|---|
+| 1 | `HLMATEnv-OneObject-v0` | `dataset="synthetic:train?objects=1"` | find and click the only object |
+| 2 | `HLMATEnv-Box-v0` | `dataset="synthetic:train", start="box"` | refine a box around the target |
+| 3 | `HLMATEnv-Refine-v0` | `dataset="synthetic:train", start="degraded"` | refine an irregular damaged mask |
+| 4 | `HLMATEnv-v0` | (none: the standard task) | ground the description, then all of the above |
+
+Every registered default trains on the ``synthetic`` **train** split (2000 scenes; ``?size=20000`` for more).
+Evaluate on the disjoint val split by overriding the dataset, e.g.
+``gym.make("HLMATEnv-OneObject-v0", dataset="synthetic:val?objects=1")`` (:data:`VARIANTS` gives each rung's
+``val_dataset``). Any other keyword (``max_clicks``, ``segmenter``...) overrides the registered ones the same way.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+
+ENTRY_POINT = "hlmat_env.env:HLMATEnv"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One rung of the ladder.
+
+    Attributes:
+        rung: position on the ladder, 1 = easiest; the standard task is the last rung.
+        kwargs: the registered ``HLMATEnv`` keyword arguments (training split).
+        val_dataset: the dataset spec to evaluate on (pass it as ``dataset=`` to ``gym.make``).
+        description: one line: what the variant gives the agent and what it tests.
+    """
+
+    rung: int
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    val_dataset: str = "synthetic:val"
+    description: str = ""
+
+    def val_kwargs(self) -> dict[str, Any]:
+        """``gym.make`` keyword arguments of this variant on the val split: the registered ones, val dataset.
+
+        Returns:
+            A new dict, e.g. ``{"dataset": "synthetic:val", "start": "box"}``.
+        """
+        return {**self.kwargs, "dataset": self.val_dataset}
+
+    def benchmark_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`agents.tools.benchmark.benchmark` that evaluate on this variant's val split.
+
+        Returns:
+            ``{"dataset": ..., "env_kwargs": {...}}`` (the start state, when not empty, goes in ``env_kwargs``,
+            where the benchmark reads it as its protocol's start).
+        """
+        kwargs = self.val_kwargs()
+        return {"dataset": kwargs.pop("dataset"), "env_kwargs": kwargs}
+
+
+VARIANTS: dict[str, Variant] = {
+    "HLMATEnv-OneObject-v0": Variant(
+        1, {"dataset": "synthetic:train?objects=1"}, "synthetic:val?objects=1",
+        "one object per scene, empty start: the description names the only object, so no grounding is needed; "
+        "tests finding an object on a cluttered background and clicking it (the from-scratch PPO rung)"),
+    "HLMATEnv-Box-v0": Variant(
+        2, {"dataset": "synthetic:train", "start": "box"}, "synthetic:val",
+        "standard scenes, start from the target's filled bounding box (also the segmenter's prompt): the box "
+        "locates the target, so no grounding is needed; tests refining a box with clicks that must beat it"),
+    "HLMATEnv-Refine-v0": Variant(
+        3, {"dataset": "synthetic:train", "start": "degraded"}, "synthetic:val",
+        "standard scenes, start from a randomly damaged target (eroded or dilated, shifted, blobs; drawn from "
+        "the env's RNG): mask refinement, errors anywhere along the boundary, some starts nearly empty"),
+    "HLMATEnv-v0": Variant(
+        4, {}, "synthetic:val",
+        "the standard task: 3-6 objects, empty start; the description must be grounded to find the target"),
+}
+"""The ladder, easiest rung first: id -> :class:`Variant` (registered kwargs, val dataset, description)."""
+
+
+def register_variants() -> list[str]:
+    """Register every id of :data:`VARIANTS` not registered yet (string entry point, the table's kwargs).
+
+    Safe to call any number of times; ``HLMATEnv-v0`` itself is registered by :mod:`hlmat_env`.
+
+    Returns:
+        The ids registered by this call.
+    """
+    new = []
+    for env_id, variant in VARIANTS.items():
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point=ENTRY_POINT, kwargs=dict(variant.kwargs))
+            new.append(env_id)
+    return new

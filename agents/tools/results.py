@@ -11,6 +11,8 @@ Sections (the full run; ``--fast`` runs the same code on a few samples, for CI):
   default segmenter was tuned on) and ``DATA/coco_mval`` (real-photo validation), 20 clicks.
 - ``agents``: ``oracle``, ``random`` and the shipped ``ppo`` on ``synthetic:val`` (200 scenes) and on
   GrabCut, 20 clicks (:func:`agents.tools.benchmark.benchmark`).
+- ``variants``: ``oracle`` and ``random`` on each rung of the variant ladder (:mod:`hlmat_env.variants`), val split
+  (docs only).
 - ``protocols``: ``oracle``, ``random`` and ``ppo`` on the real sets without descriptions under the robot
   user's first click and the box start (docs only; no README block).
 - ``captions``: the share of unambiguous generated captions on ``DATA/coco128_seg`` (``coco:...?captions=generated``)
@@ -34,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-SECTIONS = ("segmenters", "agents", "protocols", "captions", "demonstrations", "prm")
+SECTIONS = ("segmenters", "agents", "variants", "protocols", "captions", "demonstrations", "prm")
 README_SECTIONS = ("segmenters", "agents", "demonstrations", "prm")  # the sections with a README block
 COMMAND = "hlmat results"
 
@@ -49,6 +51,7 @@ class SuiteSize:
     agent_limit: int | None
     agent_real_limit: int | None
     agent_clicks: int
+    variant_limit: int | None
     protocol_limits: tuple[int | None, int | None]  # GrabCut, COCO-MVal samples
     demo_limit: int
     prm_recipe: tuple[str, ...]
@@ -57,12 +60,13 @@ class SuiteSize:
 
 
 FULL = SuiteSize(seg_limit=None, seg_clicks=20, seg_peer_limit=None, agent_limit=None, agent_real_limit=None,
-                 agent_clicks=20, protocol_limits=(None, 100), demo_limit=400,
+                 agent_clicks=20, variant_limit=100, protocol_limits=(None, 100),
+                 demo_limit=400,
                  prm_recipe=("--limit", "300", "--extra-scenes", "1500", "--epochs", "8", "--val-limit", "50",
                              "--select-range", "100:150", "--select-from-train", "50", "--workers", "2"),
                  prm_eval_limit=100, prm_clicks=7)
 FAST = SuiteSize(seg_limit=2, seg_clicks=3, seg_peer_limit=1, agent_limit=3, agent_real_limit=2, agent_clicks=3,
-                 protocol_limits=(1, 1), demo_limit=4,
+                 variant_limit=2, protocol_limits=(1, 1), demo_limit=4,
                  prm_recipe=("--limit", "3", "--extra-scenes", "2", "--val-limit", "2", "--select-from-train", "1",
                              "--rollout-clicks", "2", "--n-degraded", "1", "--epochs", "1", "--size", "32",
                              "--width", "4", "--verifier-width", "4"),
@@ -168,6 +172,31 @@ def agents_section(size: SuiteSize, data: Path, out: Path, progress: bool) -> Se
             "policy (`agents/assets/ppo_grounded.zip`, trained on synthetic scenes only). mIoU in %.\n\n"
             + "\n".join(pages) + missing)
     return Section("agents", table + missing, page, metrics)
+
+
+def variants_section(size: SuiteSize, out: Path, progress: bool) -> Section:
+    """``oracle`` and ``random`` on each rung of the variant ladder, evaluated on the val split."""
+    from agents.tools.benchmark import benchmark
+    from hlmat_env.variants import VARIANTS
+
+    k = size.agent_clicks
+    rows, metrics = [], {}
+    for env_id, variant in sorted(VARIANTS.items(), key=lambda kv: kv[1].rung):
+        kw = variant.benchmark_kwargs()
+        r = benchmark(["oracle", "random"], dataset=kw["dataset"], env_kwargs=kw["env_kwargs"],
+                      limit=size.variant_limit, max_clicks=k, seed=0, progress=progress)
+        for agent, m in r.metrics.items():
+            metrics[f"{agent} / {env_id}"] = {"val_kwargs": variant.val_kwargs(), **m}
+        o, rnd = r.metrics["oracle"], r.metrics["random"]
+        rows.append([str(variant.rung), f"`{env_id}`", f"`{variant.val_dataset}`", f"{o['n']:.0f}",
+                     _pct(o["miou@1"]), _pct(o["miou@5"]), f"{o['noc90']:.2f}", _pct(rnd["miou@1"]),
+                     _pct(rnd["miou@5"]), f"{rnd['noc90']:.2f}"])
+    table = _table(["rung", "id", "evaluated on", "n", "oracle mIoU@1", "oracle mIoU@5", "oracle NoC@90",
+                    "random mIoU@1", "random mIoU@5", "random NoC@90"], rows)
+    page = (f"Each registered rung of the ladder (see [the environment](../env.md)), evaluated on its val split "
+            f"with `variant.benchmark_kwargs()`: oracle and random, {k} clicks, default segmenter, seed 0. "
+            "mIoU in %; the box and refine rungs start above 0.\n\n" + table)
+    return Section("variants", None, page, metrics)
 
 
 def protocols_section(size: SuiteSize, data: Path, out: Path, progress: bool) -> Section:
@@ -315,7 +344,8 @@ def readme_blocks(out: Path) -> dict[str, str]:
 
 
 def _write(section: Section, out: Path, fast: bool, argv: list[str]) -> None:
-    title = {"segmenters": "Segmenters", "agents": "Agents", "protocols": "Protocols for data without descriptions",
+    title = {"segmenters": "Segmenters", "agents": "Agents", "variants": "The variant ladder",
+             "protocols": "Protocols for data without descriptions",
              "captions": "Generated captions",
              "demonstrations": "Demonstrations",
              "prm": "PRM, stop signal and tree search"}[section.name]
@@ -357,6 +387,7 @@ def run_results(out: str | Path = "docs/results", *, fast: bool = False, data: s
     runners: dict[str, Callable[[], Section]] = {
         "segmenters": lambda: segmenters_section(size, data, out, progress),
         "agents": lambda: agents_section(size, data, out, progress),
+        "variants": lambda: variants_section(size, out, progress),
         "protocols": lambda: protocols_section(size, data, out, progress),
         "captions": lambda: captions_section(data),
         "demonstrations": lambda: demonstrations_section(size, work, workers, progress),

@@ -1,7 +1,8 @@
 """hlmat_env: SegAgent's Human-Like Mask Annotation Task (HLMAT) as a Gymnasium environment.
 
 Importing this package registers ``"HLMATEnv-v0"`` and the easier variants of :data:`~hlmat_env.variants.VARIANTS`
-(``"HLMATEnv-OneObject-v0"``, ``"HLMATEnv-Box-v0"``, ``"HLMATEnv-Refine-v0"``; safe to import twice)::
+(``"HLMATEnv-OneObjectBox-v0"``, ``"HLMATEnv-OneObject-v0"``, ``"HLMATEnv-Box-v0"``, ``"HLMATEnv-Refine-v0"``; safe
+to import twice)::
 
     import gymnasium as gym, hlmat_env
     env = gym.make("HLMATEnv-v0", dataset="synthetic:val")

@@ -1,18 +1,20 @@
 """Registered variants of ``HLMATEnv-v0``: a ladder of easier tasks for reinforcement learning, as MiniGrid has.
 
 Each rung keeps the env, its spaces and its reward, and changes only keyword arguments (the dataset's objects
-per scene, the start state), so a policy trained on one rung runs on every other. Rungs 1-3 each remove the need
+per scene, the start state), so a policy trained on one rung runs on every other. Rungs 1-4 each remove the need
 to ground the description in their own way (no other object; the target's box; a damaged copy of the target);
-the standard task, last, needs it. The order is the suggested curriculum: rung 1 only asks to find the object
-and click it (PPO learns it from scratch); rungs 2 and 3 start from a mask that a click must improve on (finishing
-at once keeps the start's IoU), in crowded scenes:
+the standard task, last, needs it. The order is the suggested curriculum: rungs 1 and 2 have one object per scene,
+first with its box shown (a click must tell the object from the background inside it), then from an empty mask
+(the object must be found); rungs 3 and 4 start from a mask that a click must improve on (finishing at once keeps
+the start's IoU), in crowded scenes:
 
 | rung | id | kwargs | what the agent must learn |
 |---|---|---|---|
-| 1 | `HLMATEnv-OneObject-v0` | `dataset="synthetic:train?objects=1"` | find and click the only object |
-| 2 | `HLMATEnv-Box-v0` | `dataset="synthetic:train", start="box"` | refine a box around the target |
-| 3 | `HLMATEnv-Refine-v0` | `dataset="synthetic:train", start="degraded"` | refine an irregular damaged mask |
-| 4 | `HLMATEnv-v0` | (none: the standard task) | ground the description, then all of the above |
+| 1 | `HLMATEnv-OneObjectBox-v0` | `dataset="synthetic:train?objects=1", start="box"` | click the object inside its box |
+| 2 | `HLMATEnv-OneObject-v0` | `dataset="synthetic:train?objects=1"` | find and click the only object |
+| 3 | `HLMATEnv-Box-v0` | `dataset="synthetic:train", start="box"` | refine a box around the target |
+| 4 | `HLMATEnv-Refine-v0` | `dataset="synthetic:train", start="degraded"` | refine an irregular damaged mask |
+| 5 | `HLMATEnv-v0` | (none: the standard task) | ground the description, then all of the above |
 
 Every registered default trains on the ``synthetic`` **train** split (2000 scenes; ``?size=20000`` for more).
 Evaluate on the disjoint val split by overriding the dataset, e.g.
@@ -65,20 +67,24 @@ class Variant:
 
 
 VARIANTS: dict[str, Variant] = {
+    "HLMATEnv-OneObjectBox-v0": Variant(
+        1, {"dataset": "synthetic:train?objects=1", "start": "box"}, "synthetic:val?objects=1",
+        "one object per scene, start from its filled bounding box (also the segmenter's prompt): the mask shows "
+        "where the object is; tests telling the object's pixels from the background's inside the box"),
     "HLMATEnv-OneObject-v0": Variant(
-        1, {"dataset": "synthetic:train?objects=1"}, "synthetic:val?objects=1",
+        2, {"dataset": "synthetic:train?objects=1"}, "synthetic:val?objects=1",
         "one object per scene, empty start: the description names the only object, so no grounding is needed; "
         "tests finding an object on a cluttered background and clicking it (the from-scratch PPO rung)"),
     "HLMATEnv-Box-v0": Variant(
-        2, {"dataset": "synthetic:train", "start": "box"}, "synthetic:val",
+        3, {"dataset": "synthetic:train", "start": "box"}, "synthetic:val",
         "standard scenes, start from the target's filled bounding box (also the segmenter's prompt): the box "
         "locates the target, so no grounding is needed; tests refining a box with clicks that must beat it"),
     "HLMATEnv-Refine-v0": Variant(
-        3, {"dataset": "synthetic:train", "start": "degraded"}, "synthetic:val",
+        4, {"dataset": "synthetic:train", "start": "degraded"}, "synthetic:val",
         "standard scenes, start from a randomly damaged target (eroded or dilated, shifted, blobs; drawn from "
         "the env's RNG): mask refinement, errors anywhere along the boundary, some starts nearly empty"),
     "HLMATEnv-v0": Variant(
-        4, {}, "synthetic:val",
+        5, {}, "synthetic:val",
         "the standard task: 3-6 objects, empty start; the description must be grounded to find the target"),
 }
 """The ladder, easiest rung first: id -> :class:`Variant` (registered kwargs, val dataset, description)."""

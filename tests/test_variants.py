@@ -77,12 +77,12 @@ def test_one_object_scenes_name_the_only_object():
 
 
 def test_box_and_refine_starts_take_effect():
-    box = start_ious("HLMATEnv-Box-v0")
-    refine = start_ious("HLMATEnv-Refine-v0")
-    assert all(v > 0 for v in box)
-    assert all(0 < v < 1 for v in refine)
-    env = gym.make("HLMATEnv-Box-v0")
-    assert env.unwrapped.start == "box" and gym.make("HLMATEnv-Refine-v0").unwrapped.start == "degraded"
+    for env_id in ("HLMATEnv-OneObjectBox-v0", "HLMATEnv-Box-v0"):
+        assert all(v > 0 for v in start_ious(env_id)), env_id
+        assert gym.make(env_id).unwrapped.start == "box"
+    assert all(0 < v < 1 for v in start_ious("HLMATEnv-Refine-v0"))
+    assert gym.make("HLMATEnv-Refine-v0").unwrapped.start == "degraded"
+    assert gym.make("HLMATEnv-OneObjectBox-v0").unwrapped.dataset.objects == (1, 1)
 
 
 def test_kwargs_override_the_registered_ones_for_evaluation_on_val():
@@ -94,9 +94,9 @@ def test_kwargs_override_the_registered_ones_for_evaluation_on_val():
 
 
 def test_ladder_order_is_as_documented():
-    """Rungs 1, 2, ... in table order, the standard task last; rungs 1-3 each remove grounding (one object, or a
-    start that shows the target: start IoU > 0), the last needs it (several objects, empty start); the docs list
-    the ids in this order."""
+    """Rungs 1, 2, ... in table order, the standard task last; every rung but the last removes grounding (one
+    object, or a start that shows the target: start IoU > 0), the last needs it (several objects, empty start);
+    the one-object rungs come first, the box before the empty start; the docs list the ids in this order."""
     assert [v.rung for v in VARIANTS.values()] == list(range(1, len(VARIANTS) + 1))
     assert IDS[-1] == hlmat_env.ENV_ID
     for env_id in IDS:
@@ -104,6 +104,9 @@ def test_ladder_order_is_as_documented():
         shown = min(start_ious(env_id, n=4)) > 0
         no_grounding = ds.objects == (1, 1) or shown
         assert no_grounding == (env_id != hlmat_env.ENV_ID), env_id
+    objects = [gym.make(env_id).unwrapped.dataset.objects for env_id in IDS]
+    assert objects[:2] == [(1, 1), (1, 1)] and all(lo >= 3 for lo, _ in objects[2:])
+    assert IDS[:2] == ["HLMATEnv-OneObjectBox-v0", "HLMATEnv-OneObject-v0"]
     for doc in (REPO / "docs" / "env.md", REPO / "hlmat_env" / "variants.py"):
         text = doc.read_text()
         table = text[text.index("| rung |"):]

@@ -14,7 +14,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "DIR/training_curve.png.")
     p.add_argument("--env-id", default="HLMATEnv-v0",
                    help="registered env to train on, e.g. a rung of the variant ladder (hlmat_env.variants: "
-                        "HLMATEnv-OneObject-v0, HLMATEnv-Box-v0, HLMATEnv-Refine-v0; default: HLMATEnv-v0)")
+                        "HLMATEnv-OneObjectBox-v0, HLMATEnv-OneObject-v0, HLMATEnv-Box-v0, HLMATEnv-Refine-v0; "
+                        "default: HLMATEnv-v0)")
     p.add_argument("--dataset", default=None,
                    help="training dataset spec (default: the env id's registered dataset; for HLMATEnv-v0 "
                         "synthetic:train?size=20000, disjoint from synthetic:val)")

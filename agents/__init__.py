@@ -18,11 +18,9 @@ and ``cli`` (the ``hlmat`` command). Heavy parts (torch, stable-baselines3, tran
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from agents.base import Agent, Decision, make_agent, register_agent
 from agents.rollout import Episode, run_episode
+from agents.lazy import lazy_getattr
 from agents.view import EpisodeView, PrivilegedView
 
 __all__ = [
@@ -32,9 +30,4 @@ __all__ = [
 
 _LAZY = {"benchmark": "agents.tools.benchmark", "BenchmarkResult": "agents.tools.benchmark"}
 
-
-def __getattr__(name: str) -> Any:
-    """Import the benchmark on first use (it pulls in plotting and progress bars)."""
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'agents' has no attribute {name!r}")
+__getattr__ = lazy_getattr("agents", _LAZY)

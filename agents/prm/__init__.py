@@ -11,8 +11,7 @@ torch loads on first use of the model parts.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from agents.lazy import lazy_getattr
 
 __all__ = ["PRM", "PRMConfig", "PRMNet", "PRMStop", "TreeSearch", "load_prm", "score_coco_results", "train_prm"]
 
@@ -20,9 +19,4 @@ _LAZY = {"PRM": "agents.prm.scorer", "load_prm": "agents.prm.scorer", "PRMConfig
          "PRMNet": "agents.prm.model", "PRMStop": "agents.prm.stop", "TreeSearch": "agents.prm.search",
          "score_coco_results": "agents.prm.mask_scoring", "train_prm": "agents.prm.train"}
 
-
-def __getattr__(name: str) -> Any:
-    """Import the named part on first use."""
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'agents.prm' has no attribute {name!r}")
+__getattr__ = lazy_getattr("agents.prm", _LAZY)

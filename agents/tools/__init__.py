@@ -5,17 +5,11 @@ runs resumable (``settings_record``).
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from agents.lazy import lazy_getattr
 
 __all__ = ["GenerateConfig", "benchmark", "compare_runs", "generate"]
 
 _LAZY = {"benchmark": "agents.tools.benchmark", "GenerateConfig": "agents.tools.generate",
          "generate": "agents.tools.generate", "compare_runs": "agents.tools.stats"}
 
-
-def __getattr__(name: str) -> Any:
-    """Import the named tool on first use."""
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'agents.tools' has no attribute {name!r}")
+__getattr__ = lazy_getattr("agents.tools", _LAZY)

@@ -150,6 +150,7 @@ def export_minari(
     description: str | None = None,
     author: str | None = None,
     code_permalink: str | None = None,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> int:
     """Write trajectories as the Minari dataset ``out_dir/<dataset_id>`` by replaying each one in the env.
 
@@ -172,6 +173,8 @@ def export_minari(
         description: the dataset's description (a default names hlmat).
         author: the dataset's author, recorded as given.
         code_permalink: a link to the code that made the data, recorded as given.
+        env_kwargs: further ``gym.make`` keyword arguments of the replay env (e.g. ``segmenter_kwargs``, as
+            ``hlmat generate`` recorded with); they override ``max_clicks``, ``obs_size`` and ``coord_bins``.
 
     Returns:
         The number of episodes written.
@@ -204,8 +207,9 @@ def export_minari(
         seg = segmenter if segmenter is not None else (t.segmenter or "default")
         key = (t.dataset, seg if isinstance(seg, str) else f"<{id(seg)}>")
         if key not in envs:
-            envs[key] = gym.make("HLMATEnv-v0", dataset=t.dataset, segmenter=seg, max_clicks=max_clicks,
-                                 obs_size=obs_size, coord_bins=coord_bins)
+            kwargs = {"max_clicks": max_clicks, "obs_size": obs_size, "coord_bins": coord_bins,
+                      **(env_kwargs or {})}
+            envs[key] = gym.make("HLMATEnv-v0", dataset=t.dataset, segmenter=seg, **kwargs)
         return envs[key]
 
     first = env_for(trajs[0])

@@ -11,7 +11,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "generate", help="record expert click trajectories over a dataset (JSONL shards, resumable)",
         description="Record the robot user's trajectories (SegAgent's rules) over a dataset into DIR/part-*.jsonl; "
-                    "bad samples go to DIR/errors.jsonl. Kill it at any time and continue with --resume.")
+                    "bad samples go to DIR/errors.jsonl. Kill it at any time and continue with --resume. "
+                    "--format minari then rebuilds the Minari dataset DIR/minari/DATASET_ID from all shards at "
+                    "the end of each run (load with MINARI_DATASETS_PATH=DIR/minari; needs hlmat[minari]).")
     p.add_argument("--dataset", required=True,
                    help="dataset spec: synthetic[:val], folder:PATH, coco:ANN[?images=DIR], "
                         "refcoco:ROOT[,DATASET[,SPLITBY[,SPLIT]]], segagent:FILE[?images=DIR]")
@@ -29,6 +31,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--max-clicks", type=int, default=20, help="at most this many kept clicks (default: 20)")
     p.add_argument("--shard-size", type=int, default=100, help="episodes per shard file (default: 100)")
     p.add_argument("--segmenter-kwargs", default=None, metavar="JSON", help="segmenter keyword arguments as JSON")
+    p.add_argument("--format", choices=("jsonl", "minari"), default="jsonl",
+                   help="jsonl: the shards; minari: the shards and a Minari dataset built from them (default: jsonl)")
+    p.add_argument("--dataset-id", default="hlmat/demonstrations-v0",
+                   help="minari: the dataset id, (namespace/)(env_name/)name(-vN) (default: hlmat/demonstrations-v0)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
 
@@ -49,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
                              starts=starts, seed=args.seed, tau_stop=args.tau_stop, max_clicks=args.max_clicks,
                              workers=args.workers, backend=args.backend, shard_size=args.shard_size,
                              resume=args.resume, ray_address=args.ray_address, env_kwargs=env_kwargs,
-                             progress=not args.no_progress)
+                             progress=not args.no_progress, format=args.format, dataset_id=args.dataset_id)
     except ValueError as e:
         raise SystemExit(f"hlmat generate: {e}") from None
     r = generate(cfg)
@@ -57,4 +63,8 @@ def run(args: argparse.Namespace) -> int:
           f"backend {args.backend}, {args.workers} worker(s); {r.mean_kept_clicks:.2f} kept clicks and final IoU "
           f"{r.mean_final_iou:.3f} per episode); {r.errors} error(s) logged to "
           f"{args.out}/errors.jsonl; {r.already_done} already done")
+    if r.minari_episodes is not None:
+        print(f"minari: {r.minari_episodes} episodes in {args.out}/minari/{args.dataset_id} "
+              f"({r.minari_seconds:.1f} s; load with MINARI_DATASETS_PATH={args.out}/minari and "
+              f"minari.load_dataset({args.dataset_id!r}))")
     return 0

@@ -1,7 +1,7 @@
-"""The tools around the agents: the benchmark (``benchmark``), demonstration generation (``generate``),
-paired statistics (``stats``), the results suite behind the README's tables (``results``), the segmenter
-benchmark (``segmenter_benchmark``), SAM speed tests (``sam_speed``) and the settings records that make long
-runs resumable (``settings_record``).
+"""The tools around the agents: the benchmark (``benchmark``), demonstration generation (``generate``; its
+Minari build, ``generate_minari``), paired statistics (``stats``), the results suite behind the README's tables
+(``results``), the segmenter benchmark (``segmenter_benchmark``), SAM speed tests (``sam_speed``) and the
+settings records that make long runs resumable (``settings_record``).
 """
 from __future__ import annotations
 

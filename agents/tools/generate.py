@@ -17,6 +17,9 @@ records the settings; a resume with different settings is refused. One run per f
 Backends: ``local`` (a ``multiprocessing`` pool with the ``spawn`` context; ``workers=1`` runs in-process) and
 ``ray`` (Ray tasks over chunks of episodes; a local instance, or a cluster via ``ray_address`` whose nodes
 have this package installed and can read the dataset).
+
+Formats: ``jsonl`` (the shards only) and ``minari``: the shards, then, at the end of each run, the Minari
+dataset ``OUT/minari/<dataset_id>`` rebuilt from all of them (:mod:`agents.tools.generate_minari`).
 """
 from __future__ import annotations
 
@@ -38,6 +41,7 @@ from hlmat_env.segmenters import segmenter_name, segmenter_version
 from hlmat_env.trajectories import START_STATES, dumps, record_trajectory
 
 BACKENDS = ("local", "ray")
+FORMATS = ("jsonl", "minari")
 SETTINGS_FILE = "generate.json"
 _WORKER: dict[str, Any] = {}
 
@@ -61,6 +65,9 @@ class GenerateConfig:
     ray_address: str | None = None
     env_kwargs: dict = field(default_factory=dict)
     progress: bool = True
+    format: str = "jsonl"
+    dataset_id: str = "hlmat/demonstrations-v0"
+    minari_format: str = "hdf5"
 
     def __post_init__(self) -> None:
         self.starts = tuple(self.starts)
@@ -69,6 +76,8 @@ class GenerateConfig:
             raise ValueError(f"start states must be among {list(START_STATES)}, got {list(self.starts)}")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {list(BACKENDS)}, got {self.backend!r}")
+        if self.format not in FORMATS:
+            raise ValueError(f"format must be one of {list(FORMATS)}, got {self.format!r}")
         for name in ("workers", "shard_size", "max_clicks"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
@@ -98,6 +107,8 @@ class GenerateReport:
     seconds: float = 0.0
     kept_clicks: int = 0  # over the episodes written by this run
     final_iou_sum: float = 0.0
+    minari_episodes: int | None = None  # episodes in OUT/minari/<dataset_id> (format minari)
+    minari_seconds: float = 0.0  # building it (0 when the shards had not changed)
 
     @property
     def episodes_per_s(self) -> float:
@@ -281,6 +292,8 @@ def generate(cfg: GenerateConfig) -> GenerateReport:
     """Run (or resume) a generation; returns counts and the throughput."""
     from hlmat_env.datasets import make_dataset
 
+    if cfg.format == "minari":
+        require("minari", "minari")  # before hours of generation, not after
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / ".lock", "w") as lock:
@@ -306,6 +319,12 @@ def generate(cfg: GenerateConfig) -> GenerateReport:
         results = _run_ray(cfg, init_args, todo) if cfg.backend == "ray" else _run_local(cfg, init_args, todo)
         written = _consume(cfg, out, results, len(todo), report)
         compact_errors(out, done | written)  # retried bad samples: one record each, the latest
+        if cfg.format == "minari":
+            from agents.tools.generate_minari import build_minari
+
+            t0 = time.perf_counter()
+            report.minari_episodes = build_minari(out, cfg)
+            report.minari_seconds = time.perf_counter() - t0
     return report
 
 

@@ -14,8 +14,6 @@ pulls no heavy optional dependency (no torch, transformers or SAM until a SAM se
 """
 from __future__ import annotations
 
-import gymnasium as gym
-
 from hlmat_env.actions import ActionKind, Click, decode_action, encode_click
 from hlmat_env.datasets import Dataset, Sample, make_dataset, register_dataset
 from hlmat_env.datasets.coco import CocoDataset, RefCocoDataset, SegAgentDataset
@@ -30,12 +28,11 @@ from hlmat_env.segmenters import (GrabCutSegmenter, GraphCutSegmenter, Predictio
                                   Segmenter, make_segmenter, register_segmenter, segmenter_version)
 from hlmat_env.trajectories import (Step, Trajectory, TrajectoryError, iter_trajectories, read_jsonl, read_segagent,
                                     record_trajectory, write_jsonl, write_segagent)
-from hlmat_env.variants import VARIANTS, register_variants
+from hlmat_env.variants import VARIANTS, register_id, register_variants
 
 ENV_ID = "HLMATEnv-v0"
 
-if ENV_ID not in gym.registry:
-    gym.register(id=ENV_ID, entry_point="hlmat_env.env:HLMATEnv")
+register_id(ENV_ID)  # passive env checker off: see register_id
 register_variants()  # the ladder of easier variants (hlmat_env.variants)
 
 __all__ = [

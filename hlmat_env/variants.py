@@ -90,6 +90,29 @@ VARIANTS: dict[str, Variant] = {
 """The ladder, easiest rung first: id -> :class:`Variant` (registered kwargs, val dataset, description)."""
 
 
+def register_id(env_id: str, kwargs: dict[str, Any] | None = None) -> bool:
+    """Register one id of this env (string entry point) unless it is registered already.
+
+    Gymnasium's passive env checker is off by default for these ids (``disable_env_checker=True``): in
+    gymnasium 1.4 it cannot recover when the *first* ``reset`` raises (a bad sample's ``DatasetError`` /
+    ``EmptyTarget``, a bad option's ``InvalidOption``): its data-reuse check then unpacks ``None`` on every
+    later ``step``, so a loop that skips a bad sample dies with a ``TypeError`` inside gymnasium. The env meets
+    the full ``gymnasium.utils.env_checker.check_env`` (the contract tests run it); ``gym.make(...,
+    disable_env_checker=False)`` turns the passive checker back on.
+
+    Args:
+        env_id: the id, e.g. ``"HLMATEnv-v0"``.
+        kwargs: the registered constructor keywords.
+
+    Returns:
+        Whether this call registered it.
+    """
+    if env_id in gym.registry:
+        return False
+    gym.register(id=env_id, entry_point=ENTRY_POINT, kwargs=dict(kwargs or {}), disable_env_checker=True)
+    return True
+
+
 def register_variants() -> list[str]:
     """Register every id of :data:`VARIANTS` not registered yet (string entry point, the table's kwargs).
 
@@ -98,9 +121,4 @@ def register_variants() -> list[str]:
     Returns:
         The ids registered by this call.
     """
-    new = []
-    for env_id, variant in VARIANTS.items():
-        if env_id not in gym.registry:
-            gym.register(id=env_id, entry_point=ENTRY_POINT, kwargs=dict(variant.kwargs))
-            new.append(env_id)
-    return new
+    return [env_id for env_id, variant in VARIANTS.items() if register_id(env_id, variant.kwargs)]

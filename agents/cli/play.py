@@ -36,11 +36,22 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port that is free on ``host`` now."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (port 0: any free port) and listening, so that the printed address
+    accepts connections before the server has started (they wait in the backlog)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        from hlmat_env.errors import HLMATError
+
+        raise HLMATError(f"cannot listen on {host}:{port} ({e.strerror}); choose another --port (0: any free one)")
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,12 +78,14 @@ def run(args: argparse.Namespace) -> int:
         session = PlaySession(cfg)
         app = create_app(session, token=token)
         what = f"recording to {session.writer.path} (session {session.session_id})"
-    port = args.port or free_port(args.host)
+    sock = listening_socket(args.host, args.port)
+    port = sock.getsockname()[1]
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"hlmat play: {what}", flush=True)
     if args.host not in LOCAL_HOSTS:
         print(f"hlmat play: warning: bound to {args.host}: other machines can reach this page (the token is "
               "still required)", file=sys.stderr, flush=True)
     print(f"hlmat play: open http://{shown}:{port}/?token={token}", flush=True)
-    uvicorn.run(app, host=args.host, port=port, log_level="warning")
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server.run(sockets=[sock])
     return 0

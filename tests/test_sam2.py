@@ -203,7 +203,7 @@ def test_predict_batch_equals_sequential_in_one_decoder_call(checkpoint):
         np.testing.assert_allclose(got.logits, want.logits, atol=1e-4)
         assert got.score == pytest.approx(want.score, abs=1e-5)
         unsure = np.abs(seg.transforms.postprocess_masks(
-            torch.as_tensor(want.logits[None]), seg._orig_hw)[0, 0].numpy()) < 1e-3
+            torch.as_tensor(want.logits[None]), seg._image_hw)[0, 0].numpy()) < 1e-3
         assert np.array_equal(got.mask[~unsure], want.mask[~unsure])
 
 

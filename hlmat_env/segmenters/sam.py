@@ -6,7 +6,8 @@ Recipe, per step (the same as a ``SamPredictor`` loop, which the tests check mas
   a box start state adds the box prompt (``box`` is ``[x, y, w, h]``, passed to SAM as ``[x, y, x+w, y+h]``).
 - **Mask input**: the previous prediction's low-res logits (``1 x 256 x 256`` for the official models) as
   ``mask_input``. A previous prediction that has a mask but no SAM logits (e.g. a degraded start mask) is
-  turned into logits of +/-:data:`MASK_PRIOR_LOGIT` at SAM's low resolution.
+  turned into logits of +/-:data:`~hlmat_env.segmenters._prompting.MASK_PRIOR_LOGIT` at SAM's low
+  resolution.
 - **Multimask rule**: with exactly one click and no box the prompt is ambiguous, so SAM returns 3 masks
   (``multimask_output=True``) and the one with the highest predicted IoU is kept; in every other case
   (2+ clicks, or any box) a single mask is decoded (``multimask_output=False``), as in RITM/SegAgent-style
@@ -18,7 +19,8 @@ Speed:
 
 - The image embedding is computed once per (image, model) and reused for every step and episode on that
   image through :class:`~hlmat_env.segmenters.embedding_cache.EmbeddingCache` (in memory, LRU; optionally
-  on disk with ``sam_cache_dir=``).
+  on disk with ``sam_cache_dir=``). The cache, the batching and the logits carry-over are shared with
+  SAM 2 (:mod:`hlmat_env.segmenters._prompting`).
 - :meth:`SamSegmenter.predict_batch` decodes many candidate click lists with one prompt-encoder and one
   mask-decoder call. Lists are grouped by length and each group is one call: padding shorter lists with
   ``label=-1`` points would add "not a point" tokens that change SAM's attention and so its masks, and the
@@ -40,17 +42,17 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import cv2
 import numpy as np
 
 from hlmat_env.actions import Click
-from hlmat_env.errors import CheckpointError
+from hlmat_env.segmenters._prompting import (PromptedSegmenter, best_of, check_rgb, click_arrays, default_device,
+                                             mask_input_batch, model_and_id)
 from hlmat_env.segmenters.base import Prediction, make_segmenter, sam_checkpoint_from_env
-from hlmat_env.segmenters.embedding_cache import EmbeddingCache, image_key
-from hlmat_env.segmenters.sam_checkpoint import ModelType, checkpoint_identity, load_sam
+from hlmat_env.segmenters.embedding_cache import EmbeddingCache
+from hlmat_env.segmenters.sam_checkpoint import ModelType, load_sam
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -58,22 +60,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 
-MASK_PRIOR_LOGIT = 10.0
-"""Magnitude of the logits made from a mask that has no SAM logits (sigmoid(10) ~ 0.99995)."""
-
 SAM_ONLY_KWARGS = (
     "sam_checkpoint", "sam_model_type", "sam_model", "sam_cache_dir", "sam_cache_size", "sam_low_res",
     "embedding_cache", "device",
 )
 
 
-def _default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-class SamSegmenter:
+class SamSegmenter(PromptedSegmenter):
     """SAM behind the :class:`~hlmat_env.segmenters.base.Segmenter` interface.
 
     Args:
@@ -110,27 +103,16 @@ class SamSegmenter:
     ):
         from segment_anything.utils.transforms import ResizeLongestSide
 
-        self.device = device or _default_device()
-        if sam_model is not None:
-            if sam_cache_dir is not None:
-                raise ValueError("sam_cache_dir needs sam_checkpoint (it keys the disk cache), not sam_model")
-            self.model = sam_model.to(self.device).eval()
-            self.model_id = f"module-{id(sam_model):x}"
-        else:
-            sam_checkpoint = sam_checkpoint or sam_checkpoint_from_env()
-            if sam_checkpoint is None:
-                raise CheckpointError(
-                    "segmenter 'sam' needs a checkpoint: pass sam_checkpoint=PATH or set "
-                    "$HLMAT_SAM_CHECKPOINT "
-                    "(or use segmenter='auto' to fall back to the weight-free default)"
-                )
-            self.model, type_name = load_sam(sam_checkpoint, sam_model_type, self.device)
-            self.model_id = f"{type_name}-{checkpoint_identity(Path(sam_checkpoint).expanduser())}"
+        self.device = device or default_device()
+        self.model, self.model_id = model_and_id(
+            "sam", sam_model, sam_checkpoint, sam_cache_dir, self.device,
+            load=lambda path: load_sam(path, sam_model_type, self.device), from_env=sam_checkpoint_from_env,
+            env_var="HLMAT_SAM_CHECKPOINT", module_prefix="module")
         self.low_res = bool(sam_low_res)
         self.cache = embedding_cache or EmbeddingCache(sam_cache_size, sam_cache_dir)
         self.transform = ResizeLongestSide(self.model.image_encoder.img_size)
         self._features: "torch.Tensor | None" = None
-        self._original_size: tuple[int, int] | None = None
+        self._image_hw: tuple[int, int] | None = None  # the original image's (H, W)
         self._input_size: tuple[int, int] | None = None
 
     # ------------------------------------------------------------------ image
@@ -138,17 +120,10 @@ class SamSegmenter:
         """Embed ``image`` (uint8 HxWx3 RGB), or take its embedding from the cache."""
         import torch
 
-        image = np.asarray(image)
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"SAM needs a uint8 HxWx3 RGB image, got {image.dtype} {image.shape}")
-        key = image_key(image, self.model_id)
-        features = self.cache.get(key)
-        if features is None:
-            features = self._embed(image)
-            self.cache.put(key, features)
-        self._features = torch.from_numpy(features).to(self.device)
+        image = check_rgb(image, "SAM")
+        self._features = torch.from_numpy(self._features_of(image)).to(self.device)
         h, w = image.shape[:2]
-        self._original_size = (h, w)
+        self._image_hw = (h, w)
         self._input_size = self.transform.get_preprocess_shape(h, w, self.transform.target_length)
 
     def _embed(self, image: np.ndarray) -> np.ndarray:
@@ -164,55 +139,6 @@ class SamSegmenter:
         return features.float().cpu().numpy()
 
     # ------------------------------------------------------------------ prompts
-    def predict(
-        self, clicks: Sequence[Click], prev: Prediction | None = None, box: Sequence[int] | None = None
-    ) -> Prediction:
-        """SAM's mask for all ``clicks`` so far (see the module docstring for the recipe).
-
-        Args:
-            clicks: every click of the episode, oldest first, in pixels of the image given to ``set_image``.
-            prev: the previous prediction; its ``logits`` (or, failing that, its ``mask``) is the mask input.
-            box: optional ``[x, y, w, h]`` box prompt in pixels.
-
-        Returns:
-            :class:`Prediction` with ``mask`` bool HxW, ``logits`` float32 ``1 x 256 x 256``, ``score`` SAM's
-            predicted IoU. With no click and no box there is no prompt: ``prev`` (or an empty mask) is
-            returned.
-        """
-        return self.predict_batch([clicks], prev, box)[0]
-
-    def predict_batch(
-        self,
-        click_lists: Sequence[Sequence[Click]],
-        prev: Prediction | None = None,
-        box: Sequence[int] | None = None,
-    ) -> list[Prediction]:
-        """Predictions for several candidate click lists from the same ``prev`` (tree search).
-
-        Lists of equal length are decoded together in one prompt-encoder + mask-decoder call; the results
-        equal those of :meth:`predict` on each list.
-        """
-        self._require_image()
-        out: list[Prediction | None] = [None] * len(click_lists)
-        groups: dict[int, list[int]] = {}
-        for i, clicks in enumerate(click_lists):
-            groups.setdefault(len(clicks), []).append(i)
-        mask_input = self._mask_input(prev)
-        for n, indices in groups.items():
-            if n == 0 and box is None:
-                empty = prev.copy() if prev is not None else Prediction(np.zeros(self._original_size, bool))
-                for i in indices:
-                    out[i] = empty.copy()
-                continue
-            preds = self._decode([click_lists[i] for i in indices], mask_input, box)
-            for i, p in zip(indices, preds):
-                out[i] = p
-        return out  # type: ignore[return-value]
-
-    def _require_image(self) -> None:
-        if self._features is None:
-            raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
-
     def _decode(
         self, click_lists: list[Sequence[Click]], mask_input: np.ndarray | None, box: Sequence[int] | None
     ) -> list[Prediction]:
@@ -223,9 +149,8 @@ class SamSegmenter:
         n = len(click_lists[0])
         points = None
         if n:
-            coords = np.array([[[c.x, c.y] for c in clicks] for clicks in click_lists], dtype=np.float64)
-            labels = np.array([[int(c.positive) for c in clicks] for clicks in click_lists], dtype=np.int64)
-            coords = self.transform.apply_coords(coords, self._original_size)
+            coords, labels = click_arrays(click_lists)
+            coords = self.transform.apply_coords(coords, self._image_hw)
             points = (
                 torch.as_tensor(coords, dtype=torch.float, device=dev),
                 torch.as_tensor(labels, dtype=torch.int, device=dev),
@@ -233,11 +158,9 @@ class SamSegmenter:
         boxes = None
         if box is not None:
             x, y, w, h = (float(v) for v in box)
-            xyxy = self.transform.apply_boxes(np.array([[x, y, x + w, y + h]]), self._original_size)
+            xyxy = self.transform.apply_boxes(np.array([[x, y, x + w, y + h]]), self._image_hw)
             boxes = torch.as_tensor(xyxy, dtype=torch.float, device=dev).expand(b, 4)
-        masks = None
-        if mask_input is not None:
-            masks = torch.as_tensor(mask_input, dtype=torch.float, device=dev)[None].expand(b, -1, -1, -1)
+        masks = mask_input_batch(mask_input, b, dev)
         multimask = n == 1 and box is None
         with torch.inference_mode():
             sparse, dense = model.prompt_encoder(points=points, boxes=boxes, masks=masks)
@@ -248,14 +171,12 @@ class SamSegmenter:
                 dense_prompt_embeddings=dense,
                 multimask_output=multimask,
             )
-            best = iou.argmax(dim=1)
-            rows = torch.arange(b, device=low_res.device)
-            low_res, scores = low_res[rows, best][:, None], iou[rows, best]
+            low_res, scores = best_of(low_res, iou)
             if self.low_res:
                 logits = low_res.float().cpu().numpy()
                 full = [self._upsample_cv2(lg[0]) for lg in logits]
             else:
-                up = model.postprocess_masks(low_res, self._input_size, self._original_size)
+                up = model.postprocess_masks(low_res, self._input_size, self._image_hw)
                 full = list((up > model.mask_threshold)[:, 0].cpu().numpy())
                 logits = low_res.float().cpu().numpy()
         scores = scores.float().cpu().numpy()
@@ -266,33 +187,30 @@ class SamSegmenter:
         """Low-res pixels per original pixel along (x, y): original -> resized input -> low-res logits."""
         low = self.model.prompt_encoder.mask_input_size[0]
         img = self.transform.target_length
-        (h, w), (ih, iw) = self._original_size, self._input_size
+        (h, w), (ih, iw) = self._image_hw, self._input_size
         return iw / w * low / img, ih / h * low / img
 
     def _upsample_cv2(self, logits: np.ndarray) -> np.ndarray:
         """bool HxW mask from low-res logits (LxL float32) with one bilinear warp (pixel centres aligned)."""
         sx, sy = self._low_res_scale()
-        h, w = self._original_size
+        h, w = self._image_hw
         m = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5]])
         up = cv2.warpAffine(
             logits, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
         )
         return up > self.model.mask_threshold
 
-    def _mask_input(self, prev: Prediction | None) -> np.ndarray | None:
-        """``1 x L x L`` float32 mask input from ``prev``: its SAM logits, else logits made from its mask."""
-        if prev is None:
-            return None
-        low = tuple(self.model.prompt_encoder.mask_input_size)
-        if prev.logits is not None and tuple(np.shape(prev.logits)) == (1, *low):
-            return np.asarray(prev.logits, dtype=np.float32)
-        if prev.mask is None or not np.any(prev.mask):
-            return None
+    def _low_res_shape(self) -> tuple[int, int]:
+        """``(L, L)``: the prompt encoder's mask input size (256 x 256 for the official models)."""
+        return tuple(self.model.prompt_encoder.mask_input_size)
+
+    def _mask_to_low_res(self, mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """``mask`` resized as SAM resizes the image (longest side to the input size, padded), then to
+        ``shape``; float32 in [0, 1]."""
         (ih, iw), size = self._input_size, self.transform.target_length
         padded = np.zeros((size, size), np.float32)
-        padded[:ih, :iw] = cv2.resize(prev.mask.astype(np.float32), (iw, ih), interpolation=cv2.INTER_LINEAR)
-        small = cv2.resize(padded, (low[1], low[0]), interpolation=cv2.INTER_AREA)
-        return ((small > 0.5).astype(np.float32) * 2 - 1)[None] * MASK_PRIOR_LOGIT
+        padded[:ih, :iw] = cv2.resize(mask.astype(np.float32), (iw, ih), interpolation=cv2.INTER_LINEAR)
+        return cv2.resize(padded, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
 
 
 def _drop_options(kwargs: dict[str, Any], options: Sequence[str], what: str) -> dict[str, Any]:

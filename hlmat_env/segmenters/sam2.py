@@ -12,7 +12,7 @@ Recipe, per step (the same as :mod:`hlmat_env.segmenters.sam` for SAM v1):
   before the clicks.
 - **Mask input**: the previous prediction's low-res logits (``1 x 256 x 256`` for the official models) as
   ``mask_input``. A previous prediction that has a mask but no logits of that shape (e.g. a degraded start
-  mask) is turned into logits of +/-:data:`~hlmat_env.segmenters.sam.MASK_PRIOR_LOGIT` at the low
+  mask) is turned into logits of +/-:data:`~hlmat_env.segmenters._prompting.MASK_PRIOR_LOGIT` at the low
   resolution (SAM 2 stretches the image to a square, so the mask is resized the same way).
 - **Multimask rule**: with exactly one click and no box SAM 2 returns 3 masks (``multimask_output=True``) and
   the one with the highest predicted IoU is kept; otherwise one mask is decoded (``multimask_output=False``;
@@ -27,7 +27,8 @@ the mask decoder, ``1 x 32 x 256 x 256`` and ``1 x 64 x 128 x 128`` for the offi
 as float32) are computed once per (image, model) and reused for every step and episode on that image
 through :class:`~hlmat_env.segmenters.embedding_cache.EmbeddingCache` (in memory, LRU; optionally on disk
 with ``sam2_cache_dir=``). :meth:`Sam2Segmenter.predict_batch` decodes many candidate click lists of equal
-length in one prompt-encoder and mask-decoder call (tree search).
+length in one prompt-encoder and mask-decoder call (tree search). The cache, the batching and the logits
+carry-over are shared with SAM (:mod:`hlmat_env.segmenters._prompting`).
 
 ``sam2`` (and with it ``torch`` and ``hydra``) is imported on first use, so ``import hlmat_env`` stays light;
 it is the optional extra ``pip install "hlmat[sam2]"``.
@@ -46,10 +47,10 @@ import numpy as np
 
 from hlmat_env.actions import Click
 from hlmat_env.errors import CheckpointError, require, unknown_name
+from hlmat_env.segmenters._prompting import (PromptedSegmenter, best_of, check_rgb, click_arrays, default_device,
+                                             mask_input_batch, model_and_id)
 from hlmat_env.segmenters.base import Prediction
-from hlmat_env.segmenters.embedding_cache import EmbeddingCache, image_key
-from hlmat_env.segmenters.sam import MASK_PRIOR_LOGIT
-from hlmat_env.segmenters.sam_checkpoint import checkpoint_identity
+from hlmat_env.segmenters.embedding_cache import EmbeddingCache
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -216,13 +217,7 @@ def load_sam2(
     return model.eval(), config_name
 
 
-def _default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-class Sam2Segmenter:
+class Sam2Segmenter(PromptedSegmenter):
     """SAM 2 behind the :class:`~hlmat_env.segmenters.base.Segmenter` interface.
 
     Args:
@@ -261,31 +256,18 @@ class Sam2Segmenter:
         require("sam2", "sam2")
         from sam2.utils.transforms import SAM2Transforms
 
-        self.device = device or _default_device()
-        if sam2_model is not None:
-            if sam2_cache_dir is not None:
-                raise ValueError("sam2_cache_dir needs sam2_checkpoint (it keys the disk cache), "
-                                 "not sam2_model")
-            self.model = sam2_model.to(self.device).eval()
-            self.model_id = f"sam2-module-{id(sam2_model):x}"
-        else:
-            sam2_checkpoint = sam2_checkpoint or sam2_checkpoint_from_env()
-            if sam2_checkpoint is None:
-                raise CheckpointError(
-                    "segmenter 'sam2' needs a checkpoint: pass sam2_checkpoint=PATH or set "
-                    "$HLMAT_SAM2_CHECKPOINT "
-                    "(or use segmenter='auto' to fall back to the weight-free default)"
-                )
-            self.model, config_name = load_sam2(
-                sam2_checkpoint, sam2_config, tuple(sam2_overrides), self.device)
-            self.model_id = f"{config_name}-{checkpoint_identity(Path(sam2_checkpoint).expanduser())}"
+        self.device = device or default_device()
+        self.model, self.model_id = model_and_id(
+            "sam2", sam2_model, sam2_checkpoint, sam2_cache_dir, self.device,
+            load=lambda path: load_sam2(path, sam2_config, tuple(sam2_overrides), self.device),
+            from_env=sam2_checkpoint_from_env, env_var="HLMAT_SAM2_CHECKPOINT", module_prefix="sam2-module")
         self.cache = embedding_cache or EmbeddingCache(sam2_cache_size, sam2_cache_dir)
         with warnings.catch_warnings():  # sam2's transforms use torch.jit.script, deprecated in recent torch
             warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
             self.transforms = SAM2Transforms(resolution=self.model.image_size, mask_threshold=0.0)
         self._shapes = self._feature_shapes()
         self._features: "dict[str, Any] | None" = None
-        self._orig_hw: tuple[int, int] | None = None
+        self._image_hw: tuple[int, int] | None = None
 
     # ------------------------------------------------------------------ image
     def _feature_shapes(self) -> list[tuple[int, ...]]:
@@ -307,21 +289,15 @@ class Sam2Segmenter:
         """
         import torch
 
-        image = np.asarray(image)
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"SAM 2 needs a uint8 HxWx3 RGB image, got {image.dtype} {image.shape}")
-        key = image_key(image, self.model_id)
-        packed = self.cache.get(key)
-        if packed is None:
-            packed = self._embed(image)
-            self.cache.put(key, packed)
+        image = check_rgb(image, "SAM 2")
+        packed = self._features_of(image)
         sizes = [int(np.prod(s)) for s in self._shapes]
         if packed.shape != (sum(sizes),):
             raise RuntimeError(f"cached SAM 2 features hold {packed.shape} values, expected {sum(sizes)}")
         flat = torch.from_numpy(packed).to(self.device)
         feats = [f.view(s) for f, s in zip(torch.split(flat, sizes), self._shapes)]
         self._features = {"image_embed": feats[-1], "high_res_feats": feats[:-1]}
-        self._orig_hw = (int(image.shape[0]), int(image.shape[1]))
+        self._image_hw = (int(image.shape[0]), int(image.shape[1]))
 
     def _embed(self, image: np.ndarray) -> np.ndarray:
         """All image features, as SAM2ImagePredictor computes them, in one flat float32 array."""
@@ -341,67 +317,6 @@ class Sam2Segmenter:
         return np.concatenate([f.float().cpu().numpy().ravel() for f in feats])
 
     # ------------------------------------------------------------------ prompts
-    def predict(
-        self, clicks: Sequence[Click], prev: Prediction | None = None, box: Sequence[int] | None = None
-    ) -> Prediction:
-        """SAM 2's mask for all ``clicks`` so far (see the module docstring for the recipe).
-
-        Args:
-            clicks: every click of the episode, oldest first, in pixels of the image given to ``set_image``.
-            prev: the previous prediction; its ``logits`` (or, failing that, its ``mask``) is the mask input.
-            box: optional ``[x, y, w, h]`` box prompt in pixels.
-
-        Returns:
-            :class:`Prediction` with ``mask`` bool HxW, ``logits`` float32 ``1 x 256 x 256`` (for the official
-            models), ``score`` SAM 2's predicted IoU. With no click and no box there is no prompt: ``prev``
-            (or an empty mask) is returned.
-
-        Raises:
-            RuntimeError: no image was set.
-        """
-        return self.predict_batch([clicks], prev, box)[0]
-
-    def predict_batch(
-        self,
-        click_lists: Sequence[Sequence[Click]],
-        prev: Prediction | None = None,
-        box: Sequence[int] | None = None,
-    ) -> list[Prediction]:
-        """Predictions for several candidate click lists from the same ``prev`` (tree search).
-
-        Lists of equal length are decoded together in one prompt-encoder + mask-decoder call (shorter lists
-        are not padded: padding points would change the masks); the results equal those of :meth:`predict`
-        on each list up to float rounding.
-
-        Args:
-            click_lists: candidate click lists, each oldest first.
-            prev: the previous prediction shared by all candidates, or None.
-            box: optional ``[x, y, w, h]`` box prompt in pixels, shared by all candidates.
-
-        Returns:
-            One :class:`Prediction` per list, in order.
-
-        Raises:
-            RuntimeError: no image was set.
-        """
-        if self._features is None:
-            raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
-        out: list[Prediction | None] = [None] * len(click_lists)
-        groups: dict[int, list[int]] = {}
-        for i, clicks in enumerate(click_lists):
-            groups.setdefault(len(clicks), []).append(i)
-        mask_input = self._mask_input(prev)
-        for n, indices in groups.items():
-            if n == 0 and box is None:
-                empty = prev.copy() if prev is not None else Prediction(np.zeros(self._orig_hw, bool))
-                for i in indices:
-                    out[i] = empty.copy()
-                continue
-            preds = self._decode([click_lists[i] for i in indices], mask_input, box)
-            for i, p in zip(indices, preds):
-                out[i] = p
-        return out  # type: ignore[return-value]
-
     def _decode(
         self, click_lists: list[Sequence[Click]], mask_input: np.ndarray | None, box: Sequence[int] | None
     ) -> list[Prediction]:
@@ -409,16 +324,13 @@ class Sam2Segmenter:
         ``SAM2ImagePredictor._prep_prompts`` + ``_predict`` do for one list."""
         import torch
 
-        model, dev, b, hw = self.model, self.device, len(click_lists), self._orig_hw
+        model, dev, b, hw = self.model, self.device, len(click_lists), self._image_hw
         n = len(click_lists[0])
         points = None
         if n:
-            coords = torch.as_tensor(
-                np.array([[[c.x, c.y] for c in clicks] for clicks in click_lists], dtype=np.float64),
-                dtype=torch.float, device=dev)
-            labels = torch.as_tensor(
-                np.array([[int(c.positive) for c in clicks] for clicks in click_lists]), dtype=torch.int,
-                device=dev)
+            coords, labels = click_arrays(click_lists)
+            coords = torch.as_tensor(coords, dtype=torch.float, device=dev)
+            labels = torch.as_tensor(labels, dtype=torch.int, device=dev)
             points = (self.transforms.transform_coords(coords, normalize=True, orig_hw=hw), labels)
         if box is not None:
             x, y, w, h = (float(v) for v in box)
@@ -430,9 +342,7 @@ class Sam2Segmenter:
             else:
                 points = (torch.cat([corners, points[0]], dim=1),
                           torch.cat([corner_labels, points[1]], dim=1))
-        masks = None
-        if mask_input is not None:
-            masks = torch.as_tensor(mask_input, dtype=torch.float, device=dev)[None].expand(b, -1, -1, -1)
+        masks = mask_input_batch(mask_input, b, dev)
         multimask = n == 1 and box is None
         with torch.inference_mode():
             sparse, dense = model.sam_prompt_encoder(points=points, boxes=None, masks=masks)
@@ -445,23 +355,17 @@ class Sam2Segmenter:
                 repeat_image=b > 1,
                 high_res_features=self._features["high_res_feats"],
             )
-            best = iou.argmax(dim=1)
-            rows = torch.arange(b, device=low_res.device)
-            low_res, scores = low_res[rows, best][:, None], iou[rows, best]
+            low_res, scores = best_of(low_res, iou)
             full = self.transforms.postprocess_masks(low_res, hw) > 0.0
             full = list(full[:, 0].cpu().numpy())
             logits = torch.clamp(low_res, -32.0, 32.0).float().cpu().numpy()
         scores = scores.float().cpu().numpy()
         return [Prediction(full[i], logits[i], float(scores[i])) for i in range(b)]
 
-    def _mask_input(self, prev: Prediction | None) -> np.ndarray | None:
-        """``1 x L x L`` float32 mask input from ``prev``: its logits, else logits made from its mask."""
-        if prev is None:
-            return None
-        low = tuple(self.model.sam_prompt_encoder.mask_input_size)
-        if prev.logits is not None and tuple(np.shape(prev.logits)) == (1, *low):
-            return np.asarray(prev.logits, dtype=np.float32)
-        if prev.mask is None or not np.any(prev.mask):
-            return None
-        small = cv2.resize(prev.mask.astype(np.float32), (low[1], low[0]), interpolation=cv2.INTER_AREA)
-        return ((small > 0.5).astype(np.float32) * 2 - 1)[None] * MASK_PRIOR_LOGIT
+    def _low_res_shape(self) -> tuple[int, int]:
+        """``(L, L)``: the prompt encoder's mask input size (256 x 256 for the official models)."""
+        return tuple(self.model.sam_prompt_encoder.mask_input_size)
+
+    def _mask_to_low_res(self, mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """``mask`` stretched to ``shape`` as SAM 2 stretches the image to a square; float32 in [0, 1]."""
+        return cv2.resize(mask.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_AREA)

@@ -21,9 +21,11 @@ from segment_anything.modeling import (  # noqa: E402
 
 from hlmat_env.actions import Click  # noqa: E402
 from hlmat_env.errors import CheckpointError, UnknownName  # noqa: E402
-from hlmat_env.robot_user import RobotUser  # noqa: E402
-from hlmat_env.segmenters import SEGMENTERS, Prediction, make_segmenter  # noqa: E402
+from hlmat_env.segmenters import SEGMENTERS, make_segmenter  # noqa: E402
 from hlmat_env.segmenters.sam import SamSegmenter  # noqa: E402
+from tests import sam_family as family  # noqa: E402
+from tests.sam_family import image as _image  # noqa: E402
+from tests.sam_family import target as _target  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -63,48 +65,15 @@ def checkpoint(tmp_path_factory):
     return path
 
 
-def _image(seed: int, h: int = 90, w: int = 120) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-    img[20:60, 30:80] = (200, 60, 40)  # an object-like block so that masks are not pure noise
-    return img
-
-
-def _target(h: int = 90, w: int = 120) -> np.ndarray:
-    t = np.zeros((h, w), np.int8)
-    t[20:60, 30:80] = 1
-    return t
-
-
 def _sam(checkpoint, **kw) -> SamSegmenter:
     return SamSegmenter(sam_checkpoint=checkpoint, sam_model_type=build_sam_tiny, device="cpu", **kw)
-
-
-def _plain_loop(model: Sam, image: np.ndarray, target: np.ndarray, n_clicks: int):
-    """The reference: SamPredictor.set_image + predict per click, SegAgent's recipe written out by hand."""
-    predictor = SamPredictor(model)
-    predictor.set_image(image)
-    user, clicks, logits, masks = RobotUser(target), [], None, []
-    mask = np.zeros(target.shape, bool)
-    for _ in range(n_clicks):
-        click = user.click(mask)
-        clicks.append(click)
-        out, scores, low = predictor.predict(
-            point_coords=np.array([[c.x, c.y] for c in clicks], float),
-            point_labels=np.array([int(c.positive) for c in clicks]),
-            mask_input=logits,
-            multimask_output=len(clicks) == 1,
-        )
-        best = int(np.argmax(scores))
-        mask, logits = out[best], low[best][None]
-        masks.append(mask)
-    return clicks, masks
 
 
 def test_same_masks_as_plain_sampredictor_loop(checkpoint):
     seg = _sam(checkpoint)
     image, target = _image(0), _target()
-    clicks, ref_masks = _plain_loop(seg.model, image, target, n_clicks=6)
+    clicks, ref, _ = family.plain_loop(SamPredictor(seg.model), image, target, n_clicks=6)
+    ref_masks = [m for m, _ in ref]
     seg.set_image(image)
     prev = None
     for k in range(len(clicks)):
@@ -117,17 +86,7 @@ def test_same_masks_as_plain_sampredictor_loop(checkpoint):
 
 def test_encoder_runs_once_per_image_across_episodes(checkpoint):
     seg = _sam(checkpoint)
-    calls = []
-    seg.model.image_encoder.register_forward_hook(lambda *a: calls.append(1))
-    a, b = _image(1), _image(2)
-    for episode in range(3):
-        for image in (a, b):
-            seg.set_image(image)
-            prev = None
-            for k in range(3):
-                prev = seg.predict([Click(40 + k, 30, True), Click(10, 10 + k, False)][: k + 1], prev)
-    assert len(calls) == 2
-    assert seg.cache.misses == 2 and seg.cache.hits == 4
+    family.check_encoder_runs_once_per_image(seg, seg.model.image_encoder)
 
 
 def test_lru_evicts_oldest(checkpoint):
@@ -141,23 +100,11 @@ def test_lru_evicts_oldest(checkpoint):
 
 def test_predict_batch_equals_sequential_in_one_decoder_call(checkpoint):
     seg = _sam(checkpoint)
-    seg.set_image(_image(3))
-    base = [Click(50, 40, True)]
-    prev = seg.predict(base)
-    candidates = [base + [Click(x, y, pos)] for x, y, pos in [(35, 25, True), (5, 5, False), (70, 50, True)]]
-    candidates.append(base)  # another length: its own group, single-click multimask rule
-    calls = []
-    handle = seg.model.mask_decoder.register_forward_hook(lambda *a: calls.append(1))
-    batch = seg.predict_batch(candidates, prev)
-    handle.remove()
-    assert len(calls) == 2  # one call per distinct click count
-    for cand, got in zip(candidates, batch):
-        want = seg.predict(cand, prev)
-        np.testing.assert_allclose(got.logits, want.logits, atol=1e-4)
-        assert got.score == pytest.approx(want.score, abs=1e-5)
-        unsure = np.abs(seg.model.postprocess_masks(
-            torch.as_tensor(want.logits[None]), seg._input_size, seg._image_hw)[0, 0].numpy()) < 1e-3
-        assert np.array_equal(got.mask[~unsure], want.mask[~unsure])
+    def full_logits(logits):
+        up = seg.model.postprocess_masks(torch.as_tensor(logits[None]), seg._input_size, seg._image_hw)
+        return up[0, 0].numpy()
+
+    family.check_predict_batch_equals_sequential(seg, seg.model.mask_decoder, full_logits)
 
 
 def test_box_prompt_and_mask_prior(checkpoint):
@@ -167,12 +114,7 @@ def test_box_prompt_and_mask_prior(checkpoint):
     p0 = seg.predict([], None, box=box)
     p1 = seg.predict([Click(50, 40, True)], p0, box=box)
     assert p0.mask.shape == p1.mask.shape == (90, 120) and p0.score is not None
-    # a prediction without SAM logits (a degraded start mask) still conditions SAM through its mask
-    prior = Prediction(_target().astype(bool))
-    with_prior, without = seg.predict([Click(50, 40, True)], prior), seg.predict([Click(50, 40, True)])
-    assert not np.allclose(with_prior.logits, without.logits)
-    # no prompt at all: nothing to decode
-    assert not seg.predict([], None).mask.any()
+    family.check_mask_prior_and_no_prompt(seg)
 
 
 def test_low_res_option_is_full_size_and_close(checkpoint):
@@ -188,18 +130,7 @@ def test_low_res_option_is_full_size_and_close(checkpoint):
 
 
 def test_disk_cache_round_trip(checkpoint, tmp_path):
-    image = _image(6)
-    first = _sam(checkpoint, sam_cache_dir=tmp_path / "emb")
-    first.set_image(image)
-    files = list((tmp_path / "emb").glob("*.npy"))
-    assert len(files) == 1 and not list((tmp_path / "emb").glob("*.tmp"))
-    second = _sam(checkpoint, sam_cache_dir=tmp_path / "emb")
-    calls = []
-    second.model.image_encoder.register_forward_hook(lambda *a: calls.append(1))
-    second.set_image(image)
-    assert calls == [] and second.cache.disk_hits == 1
-    clicks = [Click(50, 40, True)]
-    np.testing.assert_array_equal(first.predict(clicks).logits, second.predict(clicks).logits)
+    family.check_disk_cache_round_trip(lambda folder: _sam(checkpoint, sam_cache_dir=folder), tmp_path / "emb")
 
 
 def test_missing_and_mismatched_checkpoints(checkpoint, tmp_path):
@@ -232,15 +163,7 @@ def test_sam_needs_a_checkpoint(monkeypatch):
 
 
 def test_auto_chooses_default_without_checkpoint_and_sam_with_one(checkpoint, monkeypatch, caplog):
-    class Default:
-        name = "default"
-
-        def set_image(self, image):
-            pass
-
-        def predict(self, clicks, prev=None, box=None):
-            return Prediction(np.zeros((1, 1), bool))
-
+    Default = family.StubDefault
     monkeypatch.setitem(SEGMENTERS, "default", lambda **kw: Default())
     monkeypatch.delenv("HLMAT_SAM_CHECKPOINT", raising=False)
     with caplog.at_level(logging.INFO, logger="hlmat_env.segmenters.sam"):
@@ -254,12 +177,7 @@ def test_auto_chooses_default_without_checkpoint_and_sam_with_one(checkpoint, mo
 
 
 def test_import_hlmat_env_does_not_import_torch():
-    import subprocess
-    import sys
-
-    code = "import sys, hlmat_env; print('torch' in sys.modules, 'segment_anything' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["False", "False"]
+    family.check_import_is_light(("torch", "segment_anything"))
 
 
 @pytest.mark.parametrize("start", ["empty", "box", "degraded"])
@@ -271,14 +189,4 @@ def test_env_runs_on_sam(checkpoint, start):
     env = gym.make("HLMATEnv-v0", dataset="synthetic:val", segmenter="sam", sam_checkpoint=str(checkpoint),
                    sam_model_type=build_sam_tiny, segmenter_kwargs={"device": "cpu"}, max_clicks=3,
                    start=start)
-    seg = env.unwrapped.segmenter
-    assert isinstance(seg, SamSegmenter)
-    for index in (0, 1, 0):  # coming back to image 0 reuses its embedding
-        env.reset(seed=0, options={"index": index})
-        for _ in range(3):
-            obs, reward, terminated, truncated, info = env.step(env.unwrapped.expert_action())
-            assert obs["mask"].shape == (env.unwrapped.obs_size, env.unwrapped.obs_size, 1)
-            assert 0.0 <= info["iou"] <= 1.0 and np.isfinite(reward)
-            if terminated or truncated:
-                break
-    assert seg.cache.misses == 2 and seg.cache.hits == 1
+    family.check_env_runs(env, SamSegmenter)

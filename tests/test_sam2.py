@@ -26,14 +26,16 @@ from sam2.sam2_image_predictor import SAM2ImagePredictor  # noqa: E402
 
 from hlmat_env.actions import Click  # noqa: E402
 from hlmat_env.errors import CheckpointError, DependencyNotInstalled, UnknownName  # noqa: E402
-from hlmat_env.robot_user import RobotUser  # noqa: E402
-from hlmat_env.segmenters import SEGMENTERS, Prediction, make_segmenter  # noqa: E402
+from hlmat_env.segmenters import SEGMENTERS, make_segmenter  # noqa: E402
 from hlmat_env.segmenters.sam2 import (  # noqa: E402
     SAM2_CONFIGS,
     Sam2Segmenter,
     describe_sam2_state_dict,
     resolve_sam2_config,
 )
+from tests import sam_family as family  # noqa: E402
+from tests.sam_family import image as _image  # noqa: E402
+from tests.sam_family import target as _target  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -81,19 +83,6 @@ def checkpoint(tmp_path_factory):
     return path
 
 
-def _image(seed: int, h: int = 90, w: int = 120) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-    img[20:60, 30:80] = (200, 60, 40)  # an object-like block so that masks are not pure noise
-    return img
-
-
-def _target(h: int = 90, w: int = 120) -> np.ndarray:
-    t = np.zeros((h, w), np.int8)
-    t[20:60, 30:80] = 1
-    return t
-
-
 def _sam2(checkpoint, image_size: int = SMALL, **kw) -> Sam2Segmenter:
     return Sam2Segmenter(sam2_checkpoint=checkpoint, sam2_config="sam2.1_hiera_t",
                          sam2_overrides=tiny_overrides(image_size), device=kw.pop("device", "cpu"), **kw)
@@ -108,27 +97,8 @@ def _predictor(model) -> SAM2ImagePredictor:
 
 
 def _plain_loop(model, image, target, n_clicks, box=None):
-    """The reference: SAM2ImagePredictor.set_image + predict per click, SegAgent's recipe written out."""
-    predictor = _predictor(model)
-    predictor.set_image(image)
-    user, clicks, logits, masks, n_masks = RobotUser(target), [], None, [], []
-    mask = np.zeros(target.shape, bool)
-    xyxy = None if box is None else np.array([box[0], box[1], box[0] + box[2], box[1] + box[3]])
-    for _ in range(n_clicks):
-        click = user.click(mask)
-        clicks.append(click)
-        out, scores, low = predictor.predict(
-            point_coords=np.array([[c.x, c.y] for c in clicks], float),
-            point_labels=np.array([int(c.positive) for c in clicks]),
-            box=xyxy,
-            mask_input=logits,
-            multimask_output=len(clicks) == 1 and box is None,
-        )
-        best = int(np.argmax(scores))
-        mask, logits = out[best], low[best][None]
-        masks.append((mask, logits))
-        n_masks.append(len(scores))
-    return clicks, masks, n_masks
+    """The reference: SAM2ImagePredictor.set_image + predict per click (:func:`tests.sam_family.plain_loop`)."""
+    return family.plain_loop(_predictor(model), image, target, n_clicks, box)
 
 
 @pytest.mark.parametrize("image_size,box", [(SMALL, None), (SMALL, [28, 18, 56, 44]), (1024, None)])
@@ -173,38 +143,16 @@ def test_lone_click_keeps_the_best_of_three(checkpoint):
 
 def test_encoder_runs_once_per_image_across_episodes(checkpoint):
     seg = _sam2(checkpoint)
-    calls = []
-    seg.model.image_encoder.register_forward_hook(lambda *a: calls.append(1))
-    a, b = _image(1), _image(2)
-    for episode in range(3):
-        for image in (a, b):
-            seg.set_image(image)
-            prev = None
-            for k in range(3):
-                prev = seg.predict([Click(40 + k, 30, True), Click(10, 10 + k, False)][: k + 1], prev)
-    assert len(calls) == 2
-    assert seg.cache.misses == 2 and seg.cache.hits == 4
+    family.check_encoder_runs_once_per_image(seg, seg.model.image_encoder)
 
 
 def test_predict_batch_equals_sequential_in_one_decoder_call(checkpoint):
     seg = _sam2(checkpoint)
-    seg.set_image(_image(3))
-    base = [Click(50, 40, True)]
-    prev = seg.predict(base)
-    candidates = [base + [Click(x, y, pos)] for x, y, pos in [(35, 25, True), (5, 5, False), (70, 50, True)]]
-    candidates.append(base)  # another length: its own group, single-click multimask rule
-    calls = []
-    handle = seg.model.sam_mask_decoder.register_forward_hook(lambda *a: calls.append(1))
-    batch = seg.predict_batch(candidates, prev)
-    handle.remove()
-    assert len(calls) == 2  # one call per distinct click count
-    for cand, got in zip(candidates, batch):
-        want = seg.predict(cand, prev)
-        np.testing.assert_allclose(got.logits, want.logits, atol=1e-4)
-        assert got.score == pytest.approx(want.score, abs=1e-5)
-        unsure = np.abs(seg.transforms.postprocess_masks(
-            torch.as_tensor(want.logits[None]), seg._image_hw)[0, 0].numpy()) < 1e-3
-        assert np.array_equal(got.mask[~unsure], want.mask[~unsure])
+
+    def full_logits(logits):
+        return seg.transforms.postprocess_masks(torch.as_tensor(logits[None]), seg._image_hw)[0, 0].numpy()
+
+    family.check_predict_batch_equals_sequential(seg, seg.model.sam_mask_decoder, full_logits)
 
 
 def test_box_prompt_and_mask_prior(checkpoint):
@@ -220,29 +168,14 @@ def test_box_prompt_and_mask_prior(checkpoint):
     assert p0.score == pytest.approx(float(scores[0]))
     p1 = seg.predict([Click(50, 40, True)], p0, box=box)
     assert p1.mask.shape == (90, 120)
-    # a prediction without logits (a degraded start mask) still conditions SAM 2 through its mask
-    prior = Prediction(_target().astype(bool))
-    with_prior, without = seg.predict([Click(50, 40, True)], prior), seg.predict([Click(50, 40, True)])
-    assert not np.allclose(with_prior.logits, without.logits)
-    # no prompt at all: nothing to decode
-    assert not seg.predict([], None).mask.any()
+    family.check_mask_prior_and_no_prompt(seg)
     with pytest.raises(ValueError, match="uint8 HxWx3"):
         seg.set_image(image[..., 0])
 
 
 def test_disk_cache_round_trip(checkpoint, tmp_path):
-    image = _image(6)
-    first = _sam2(checkpoint, sam2_cache_dir=tmp_path / "emb")
-    first.set_image(image)
-    files = list((tmp_path / "emb").glob("*.npy"))
-    assert len(files) == 1 and not list((tmp_path / "emb").glob("*.tmp"))
-    second = _sam2(checkpoint, sam2_cache_dir=tmp_path / "emb")
-    calls = []
-    second.model.image_encoder.register_forward_hook(lambda *a: calls.append(1))
-    second.set_image(image)
-    assert calls == [] and second.cache.disk_hits == 1
-    clicks = [Click(50, 40, True)]
-    np.testing.assert_array_equal(first.predict(clicks).logits, second.predict(clicks).logits)
+    family.check_disk_cache_round_trip(lambda folder: _sam2(checkpoint, sam2_cache_dir=folder),
+                                       tmp_path / "emb")
 
 
 def test_missing_and_mismatched_checkpoints(checkpoint, tmp_path, monkeypatch):
@@ -318,15 +251,7 @@ def test_missing_sam2_package_names_the_extra(monkeypatch, checkpoint):
 
 
 def test_auto_prefers_sam2_when_configured(checkpoint, monkeypatch, caplog):
-    class Default:
-        name = "default"
-
-        def set_image(self, image):
-            pass
-
-        def predict(self, clicks, prev=None, box=None):
-            return Prediction(np.zeros((1, 1), bool))
-
+    Default = family.StubDefault
     monkeypatch.setitem(SEGMENTERS, "default", lambda **kw: Default())
     monkeypatch.delenv("HLMAT_SAM_CHECKPOINT", raising=False)
     monkeypatch.delenv("HLMAT_SAM2_CHECKPOINT", raising=False)
@@ -345,13 +270,7 @@ def test_auto_prefers_sam2_when_configured(checkpoint, monkeypatch, caplog):
 
 
 def test_import_hlmat_env_does_not_import_sam2():
-    import subprocess
-    import sys
-
-    code = ("import sys, hlmat_env; "
-            "print('torch' in sys.modules, 'sam2' in sys.modules, 'hydra' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["False", "False", "False"]
+    family.check_import_is_light(("torch", "sam2", "hydra"))
 
 
 @pytest.mark.parametrize("start", ["empty", "box", "degraded"])
@@ -364,19 +283,7 @@ def test_env_runs_on_sam2(checkpoint, start):
                    sam2_config="sam2.1_hiera_t",
                    segmenter_kwargs={"device": "cpu", "sam2_overrides": tiny_overrides()}, max_clicks=3,
                    start=start)
-    seg = env.unwrapped.segmenter
-    assert isinstance(seg, Sam2Segmenter)
-    calls = []
-    seg.model.image_encoder.register_forward_hook(lambda *a: calls.append(1))
-    for index in (0, 1, 0):  # coming back to image 0 reuses its features
-        env.reset(seed=0, options={"index": index})
-        for _ in range(3):
-            obs, reward, terminated, truncated, info = env.step(env.unwrapped.expert_action())
-            assert obs["mask"].shape == (env.unwrapped.obs_size, env.unwrapped.obs_size, 1)
-            assert 0.0 <= info["iou"] <= 1.0 and np.isfinite(reward)
-            if terminated or truncated:
-                break
-    assert len(calls) == 2 and seg.cache.misses == 2 and seg.cache.hits == 1
+    family.check_env_runs(env, Sam2Segmenter)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

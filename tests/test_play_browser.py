@@ -38,14 +38,18 @@ pytestmark = pytest.mark.skipif(
            "chromium-driver)")
 
 
-def start_server(*args: str) -> tuple[subprocess.Popen, str]:
-    """``hlmat play ARGS --port 0`` in a subprocess; returns it and the printed address (with the token)."""
+def start_server(*args: str) -> subprocess.Popen:
+    """``hlmat play ARGS --port 0`` in a subprocess (its address: :func:`address_of`)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "agents.cli", "play", *args, "--port", "0"], cwd=REPO, env=env,
+    return subprocess.Popen([sys.executable, "-m", "agents.cli", "play", *args, "--port", "0"], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def address_of(proc: subprocess.Popen) -> str:
+    """The address (with the token) the server printed; it accepts connections from then on."""
     for line in proc.stdout:
         if "open http://" in line:
-            return proc, line.split("open ", 1)[1].strip()
+            return line.split("open ", 1)[1].strip()
     proc.kill()
     raise AssertionError("hlmat play printed no address")
 
@@ -58,8 +62,8 @@ def stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-@pytest.fixture
-def browser():
+def open_browser():
+    """Headless chromium through chromium-driver (no download: both are Debian's)."""
     from selenium.webdriver.chrome.service import Service
 
     opts = webdriver.ChromeOptions()
@@ -69,8 +73,7 @@ def browser():
         opts.add_argument(arg)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
     driver.set_page_load_timeout(60)
-    yield driver
-    driver.quit()
+    return driver
 
 
 def wait_for(driver, condition, timeout: float = 30.0):
@@ -97,12 +100,19 @@ def click_pixel(driver, canvas, x: int, y: int, kind: str) -> None:
     chain.perform()
 
 
-def test_annotate_in_the_browser_and_replay(browser, tmp_path):
+def test_annotate_in_the_browser_and_replay(tmp_path, request):
     from selenium.webdriver.common.by import By
 
     out = tmp_path / "rec"
-    proc, address = start_server("--dataset", "synthetic:val", "--out", str(out), "--limit", "3")
+    proc = start_server("--dataset", "synthetic:val", "--out", str(out), "--limit", "3")
     try:
+        browser = open_browser()  # while the server starts
+        request.addfinalizer(browser.quit)
+    except BaseException:
+        proc.kill()
+        raise
+    try:
+        address = address_of(proc)
         assert address.startswith("http://127.0.0.1:") and "?token=" in address
         browser.get(address)
         wait_for(browser, "return document.getElementById('canvas').dataset.clicks === '0';")
@@ -155,9 +165,9 @@ def test_annotate_in_the_browser_and_replay(browser, tmp_path):
         assert raw["finished"] and all(c["client_t"] is not None for c in raw["clicks"])
         assert replay_in_env(env, traj) == [s.iou for s in traj.clicks]
 
-    proc, address = start_server("--replay", str(out))
+    proc = start_server("--replay", str(out))
     try:
-        browser.get(address)
+        browser.get(address_of(proc))
         wait_for(browser, "return document.getElementById('steps').textContent === '3';")
         browser.find_element(By.TAG_NAME, "body").send_keys("\ue014")  # arrow right: after the first click
         wait_for(browser, "return document.getElementById('step').textContent === '1';")

@@ -95,7 +95,13 @@ canvas.addEventListener("contextmenu", (e) => sendClick(e, false));
 $("finish").addEventListener("click", () => enqueue(() => call("POST", "api/finish")));
 $("next").addEventListener("click", () => enqueue(() => call("POST", "api/next", {})));
 document.addEventListener("keydown", (e) => {
-  if (e.key === "f" || e.key === "F" || e.key === "Enter") enqueue(() => call("POST", "api/finish"));
-  else if (e.key === "n" || e.key === "N") enqueue(() => call("POST", "api/next", {}));
+  if (e.ctrlKey || e.metaKey || e.altKey) return;  // leave the browser's shortcuts alone
+  if (e.key === "f" || e.key === "F" || e.key === "Enter") {
+    e.preventDefault();  // Enter on a focused button would also press it
+    enqueue(() => call("POST", "api/finish"));
+  } else if (e.key === "n" || e.key === "N") {
+    e.preventDefault();
+    enqueue(() => call("POST", "api/next", {}));
+  }
 });
 enqueue(() => call("GET", "api/state"));

@@ -17,7 +17,7 @@ from __future__ import annotations
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -31,14 +31,26 @@ def default_dataset() -> str:
     return f"folder:{GRABCUT}" if GRABCUT.is_dir() else "synthetic:val"
 
 
-def _plain_episode(predictor: Any, image: np.ndarray, target: np.ndarray, n_clicks: int) -> list[np.ndarray]:
-    predictor.set_image(image)
-    user, clicks, logits, mask, masks = RobotUser(target), [], None, np.zeros(target.shape, bool), []
+def _episode(set_image: Callable, step: Callable, image: np.ndarray, target: np.ndarray,
+             n_clicks: int) -> tuple[list[Click], list[np.ndarray]]:
+    """One robot-user episode: ``set_image(image)``, then per click ``(mask, state) = step(clicks, state)``
+    (``state`` starts as None); returns the clicks and the mask after each."""
+    set_image(image)
+    user, clicks, state, mask, masks = RobotUser(target), [], None, np.zeros(target.shape, bool), []
     for _ in range(n_clicks):
         click = user.click(mask)
         if click is None:
             break
         clicks.append(click)
+        mask, state = step(clicks, state)
+        masks.append(mask)
+    return clicks, masks
+
+
+def _plain_step(predictor: Any) -> Callable:
+    """A step of the plain loop: ``predictor.predict`` with every click and the previous low-res logits (which
+    upsamples all three multimask outputs at the first click), keeping the best-scored mask."""
+    def step(clicks: list[Click], logits: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         out, scores, low = predictor.predict(
             point_coords=np.array([[c.x, c.y] for c in clicks], float),
             point_labels=np.array([int(c.positive) for c in clicks]),
@@ -46,28 +58,69 @@ def _plain_episode(predictor: Any, image: np.ndarray, target: np.ndarray, n_clic
             multimask_output=len(clicks) == 1,
         )
         best = int(np.argmax(scores))
-        mask, logits = out[best], low[best][None]
-        masks.append(mask)
-    return masks
+        return out[best], low[best][None]
+    return step
 
 
-def _hlmat_episode(seg: Any, image: np.ndarray, target: np.ndarray, n_clicks: int) -> tuple[list, list]:
-    seg.set_image(image)
-    user, clicks, prev, masks = RobotUser(target), [], None, []
-    for _ in range(n_clicks):
-        click = user.click(np.zeros(target.shape, bool) if prev is None else prev.mask)
-        if click is None:
-            break
-        clicks.append(click)
+def _hlmat_step(seg: Any) -> Callable:
+    """A step with hlmat's segmenter: ``seg.predict`` with every click and the previous prediction."""
+    def step(clicks: list[Click], prev: Any) -> tuple[np.ndarray, Any]:
         prev = seg.predict(clicks, prev)
-        masks.append(prev.mask)
-    return clicks, masks
+        return prev.mask, prev
+    return step
 
 
 def _timed(fn, *args) -> tuple[float, Any]:
     t0 = time.perf_counter()
     out = fn(*args)
     return time.perf_counter() - t0, out
+
+
+def _plain_vs_hlmat(predictor: Any, seg: Any, image: np.ndarray, target: np.ndarray, clicks: int,
+                    episodes: Sequence[int]) -> tuple[list, list, bool, list[dict]]:
+    """``max(episodes)`` timed episodes of each loop; returns (plain, hlmat) ``[(seconds, (clicks, masks))]``,
+    whether every mask agrees, and one row per entry of ``episodes``."""
+    n = max(episodes)
+    plain = [_timed(_episode, predictor.set_image, _plain_step(predictor), image, target, clicks)
+             for _ in range(n)]
+    ours = [_timed(_episode, seg.set_image, _hlmat_step(seg), image, target, clicks) for _ in range(n)]
+    same = all(
+        len(p[1][1]) == len(o[1][1]) and all(np.array_equal(a, b) for a, b in zip(p[1][1], o[1][1]))
+        for p, o in zip(plain, ours)
+    )
+    rows = []
+    for e in episodes:
+        t_plain = sum(t for t, _ in plain[:e]) / e
+        t_ours = sum(t for t, _ in ours[:e]) / e
+        rows.append({"episodes": e, "plain_s_per_episode": t_plain, "hlmat_s_per_episode": t_ours,
+                     "speedup": t_plain / t_ours})
+    return plain, ours, same, rows
+
+
+def _batch_vs_sequential(seg: Any, episode_clicks: list[Click], shape: tuple[int, int], seed: int,
+                         candidates: int) -> tuple[float, float]:
+    """Tree search: ``candidates`` next clicks after the episode's first two, decoded in one ``predict_batch``
+    call vs one ``predict`` call each; the median seconds of 5 of each."""
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    base = episode_clicks[:2]
+    prev = seg.predict(base[:1])
+    cands = [list(base) + [Click(int(rng.integers(w)), int(rng.integers(h)), bool(rng.integers(2)))]
+             for _ in range(candidates)]
+    batch_s = statistics.median(_timed(seg.predict_batch, cands, prev)[0] for _ in range(5))
+    seq_s = statistics.median(_timed(lambda: [seg.predict(c, prev) for c in cands])[0] for _ in range(5))
+    return batch_s, seq_s
+
+
+def _report(sample: Any, clicks: int, plain: list, rows: list, same: bool, candidates: int, batch_s: float,
+            seq_s: float) -> dict[str, Any]:
+    """The keys :func:`bench_sam` and :func:`bench_sam2` share."""
+    return {
+        "image": sample.sample_id, "image_hw": list(sample.image.shape[:2]), "clicks": clicks,
+        "plain_episode_s": statistics.median(t for t, _ in plain),
+        "rows": rows, "identical_masks": same,
+        "candidates": candidates, "batch_ms": 1000 * batch_s, "sequential_ms": 1000 * seq_s,
+    }
 
 
 def bench_sam(
@@ -91,22 +144,9 @@ def bench_sam(
     model = sam_model_registry[model_type](checkpoint=None).to(device).eval()
     sample = make_dataset(dataset or default_dataset())[index]
     image, target = sample.image, sample.target
-    n_episodes = max(episodes)
 
-    predictor = SamPredictor(model)
-    plain = [_timed(_plain_episode, predictor, image, target, clicks) for _ in range(n_episodes)]
     seg = SamSegmenter(sam_model=model, device=device)
-    ours = [_timed(_hlmat_episode, seg, image, target, clicks) for _ in range(n_episodes)]
-    same = all(
-        len(p[1]) == len(o[1][1]) and all(np.array_equal(a, b) for a, b in zip(p[1], o[1][1]))
-        for p, o in zip(plain, ours)
-    )
-    rows = []
-    for e in episodes:
-        t_plain = sum(t for t, _ in plain[:e]) / e
-        t_ours = sum(t for t, _ in ours[:e]) / e
-        rows.append({"episodes": e, "plain_s_per_episode": t_plain, "hlmat_s_per_episode": t_ours,
-                     "speedup": t_plain / t_ours})
+    plain, ours, same, rows = _plain_vs_hlmat(SamPredictor(model), seg, image, target, clicks, episodes)
 
     # decode only (embedding cached): exact postprocess vs low-res cv2 resampling, same clicks
     episode_clicks = ours[0][1][0]
@@ -124,25 +164,13 @@ def bench_sam(
             per_mode["low_res"].append(dt_f)
             agreement.append(_mask_iou(prev_f.mask, prev_e.mask))
 
-    # tree search: K candidate next clicks decoded in one call vs K calls
-    rng = np.random.default_rng(seed)
-    h, w = target.shape
-    base = episode_clicks[:2]
-    prev = seg.predict(base[:1])
-    cands = [list(base) + [Click(int(rng.integers(w)), int(rng.integers(h)), bool(rng.integers(2)))]
-             for _ in range(candidates)]
-    batch_s = statistics.median(_timed(seg.predict_batch, cands, prev)[0] for _ in range(5))
-    seq_s = statistics.median(_timed(lambda: [seg.predict(c, prev) for c in cands])[0] for _ in range(5))
-
+    batch_s, seq_s = _batch_vs_sequential(seg, episode_clicks, target.shape, seed, candidates)
     return {
         "model_type": model_type, "device": device, "threads": torch.get_num_threads(),
-        "image": sample.sample_id, "image_hw": list(image.shape[:2]), "clicks": clicks,
-        "plain_episode_s": statistics.median(t for t, _ in plain),
-        "rows": rows, "identical_masks": same,
+        **_report(sample, clicks, plain, rows, same, candidates, batch_s, seq_s),
         "decode_ms_exact": 1000 * statistics.median(per_mode["exact"]),
         "decode_ms_low_res": 1000 * statistics.median(per_mode["low_res"]),
         "low_res_iou_vs_exact_min": min(agreement), "low_res_iou_vs_exact_mean": float(np.mean(agreement)),
-        "candidates": candidates, "batch_ms": 1000 * batch_s, "sequential_ms": 1000 * seq_s,
     }
 
 
@@ -174,22 +202,9 @@ def bench_sam2(
     model = build_sam2(config_path, None, device=device).eval()
     sample = make_dataset(dataset or default_dataset())[index]
     image, target = sample.image, sample.target
-    n_episodes = max(episodes)
 
-    predictor = SAM2ImagePredictor(model)
-    plain = [_timed(_plain_episode, predictor, image, target, clicks) for _ in range(n_episodes)]
     seg = Sam2Segmenter(sam2_model=model, device=device)
-    ours = [_timed(_hlmat_episode, seg, image, target, clicks) for _ in range(n_episodes)]
-    same = all(
-        len(p[1]) == len(o[1][1]) and all(np.array_equal(a, b) for a, b in zip(p[1], o[1][1]))
-        for p, o in zip(plain, ours)
-    )
-    rows = []
-    for e in episodes:
-        t_plain = sum(t for t, _ in plain[:e]) / e
-        t_ours = sum(t for t, _ in ours[:e]) / e
-        rows.append({"episodes": e, "plain_s_per_episode": t_plain, "hlmat_s_per_episode": t_ours,
-                     "speedup": t_plain / t_ours})
+    plain, ours, same, rows = _plain_vs_hlmat(SAM2ImagePredictor(model), seg, image, target, clicks, episodes)
 
     episode_clicks = ours[0][1][0]
     decode = []
@@ -200,23 +215,12 @@ def bench_sam2(
             dt, prev = _timed(seg.predict, episode_clicks[: k + 1], prev)
             decode.append(dt)
 
-    rng = np.random.default_rng(seed)
-    h, w = target.shape
-    base = episode_clicks[:2]
-    prev = seg.predict(base[:1])
-    cands = [list(base) + [Click(int(rng.integers(w)), int(rng.integers(h)), bool(rng.integers(2)))]
-             for _ in range(candidates)]
-    batch_s = statistics.median(_timed(seg.predict_batch, cands, prev)[0] for _ in range(5))
-    seq_s = statistics.median(_timed(lambda: [seg.predict(c, prev) for c in cands])[0] for _ in range(5))
-
+    batch_s, seq_s = _batch_vs_sequential(seg, episode_clicks, target.shape, seed, candidates)
     return {
         "segmenter": "sam2", "model_type": config_name, "device": device, "threads": torch.get_num_threads(),
-        "image": sample.sample_id, "image_hw": list(image.shape[:2]), "clicks": clicks,
-        "plain_episode_s": statistics.median(t for t, _ in plain),
-        "rows": rows, "identical_masks": same,
+        **_report(sample, clicks, plain, rows, same, candidates, batch_s, seq_s),
         "decode_ms_exact": 1000 * statistics.median(decode), "decode_ms_low_res": None,
         "low_res_iou_vs_exact_min": None, "low_res_iou_vs_exact_mean": None,
-        "candidates": candidates, "batch_ms": 1000 * batch_s, "sequential_ms": 1000 * seq_s,
     }
 
 

@@ -58,7 +58,11 @@ def test_tokens_are_required(tmp_path):
         r = getattr(client, method)(path, headers={"X-HLMAT-Token": "wrong"})
         assert r.status_code == 403 and "token" in r.json()["detail"]
     assert client.post("/api/click", json={"x": 1, "y": 1, "positive": True}).status_code == 403
-    assert client.get(f"/?token={TOKEN}").status_code == 200
+    page = client.get(f"/?token={TOKEN}")
+    assert page.status_code == 200 and "canvas" in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["referrer-policy"] == "no-referrer"
+    assert client.get("/static/app.py").status_code == 404 and client.get("/static/..%2Fapp.py").status_code == 404
     assert client.get("/api/state", headers=H).status_code == 200
     assert not list(tmp_path.glob("human-*.jsonl"))  # nothing recorded by refused calls
 

@@ -33,6 +33,14 @@ MAX_BODY_BYTES = 4096
 MAX_COORD = 100_000
 """Largest pixel coordinate a click body may hold (larger is refused by validation, before the image check)."""
 TOKEN_HEADER = "X-HLMAT-Token"
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+                               "frame-ancestors 'none'; form-action 'none'",
+    "Referrer-Policy": "no-referrer",  # the token in the address stays on this page
+    "X-Content-Type-Options": "nosniff",
+}
+"""Headers of the page: nothing but this server's own scripts and styles, no framing, no referrer."""
 log = logging.getLogger(__name__)
 
 
@@ -148,7 +156,7 @@ def create_app(session: Any = None, *, token: str | None = None, replay: Any = N
 
     @app.get("/", dependencies=[Depends(check_token)])
     def index() -> FileResponse:
-        return FileResponse(STATIC / page, headers={"Cache-Control": "no-store"})
+        return FileResponse(STATIC / page, headers=PAGE_HEADERS)
 
     @app.get("/static/{name}")
     def static(name: str) -> FileResponse:

@@ -66,6 +66,9 @@ function render(s) {
     ? (s.finished ? "Finished" : "Click budget reached") + ": IoU " + (100 * s.iou).toFixed(1) + "% after "
       + s.num_clicks + " clicks (" + s.seconds.toFixed(1) + " s). Press N for the next sample."
     : "";
+  $("curve").textContent = s.ious && s.ious.length
+    ? "IoU after each click: " + s.ious.map((v) => (100 * v).toFixed(1)).join(", ")
+    : "";
   $("finish").disabled = s.ended;
   document.body.dataset.ended = String(s.ended);
   document.body.dataset.sample = s.sample_id;

@@ -6,7 +6,14 @@ const canvas = $("canvas"), ctx = canvas.getContext("2d");
 let episode = 0, step = 0, frame = null;
 
 async function get(path) {
-  const resp = await fetch(path, { headers: { "X-HLMAT-Token": token } });
+  let resp;
+  try {
+    resp = await fetch(path, { headers: { "X-HLMAT-Token": token } });
+  } catch (e) {
+    $("error").textContent = "the server does not answer (" + e + "): is hlmat play --replay still running?";
+    $("error").hidden = false;
+    throw e;
+  }
   const data = await resp.json().catch(() => ({ detail: resp.statusText }));
   if (!resp.ok) {
     $("error").textContent = "error " + resp.status + ": " + (typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail));
@@ -23,6 +30,9 @@ function drawCurve(ious, k) {
   g.strokeStyle = "#ccc";
   for (const thr of [0.85, 0.9]) { const y = h - pad - thr * (h - 2 * pad); g.beginPath(); g.moveTo(pad, y); g.lineTo(w - pad, y); g.stroke(); }
   const n = Math.max(1, ious.length - 1), X = (i) => pad + i * (w - 2 * pad) / n, Y = (v) => h - pad - v * (h - 2 * pad);
+  g.fillStyle = "#666"; g.font = "10px sans-serif";
+  g.fillText("1", 4, Y(1) + 3); g.fillText("0", 4, Y(0) + 3); g.fillText("85/90%", w - pad - 34, Y(0.9) - 3);
+  g.fillText("0", X(0) - 3, h - 6); g.fillText(String(ious.length - 1) + " clicks", X(n) - 30, h - 6);
   g.strokeStyle = "#06c"; g.beginPath();
   ious.forEach((v, i) => (i ? g.lineTo(X(i), Y(v)) : g.moveTo(X(i), Y(v))));
   g.stroke();

@@ -22,6 +22,17 @@ def rllib():
     return pytest.importorskip("ray.rllib", reason="ray.rllib does not import: pip install -e '.[rllib]'")
 
 
+@pytest.fixture(scope="module")
+def ray_session():
+    """One local Ray instance (2 CPUs) for this file's tests that start env runners."""
+    pytest.importorskip("ray.rllib", reason="ray.rllib does not import: pip install -e '.[rllib]'")
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
 def _observations(env: gym.Env, n: int) -> list[dict]:
     """``n`` real observations: resets and a few clicks on different scenes."""
     out = []
@@ -153,7 +164,7 @@ def test_module_refuses_other_action_spaces(rllib):
 
 
 @pytest.mark.slow
-def test_ppo_with_two_env_runners_trains_the_module(rllib):
+def test_ppo_with_two_env_runners_trains_the_module(ray_session):
     """The example, tiny: 2 iterations of PPO with 2 remote env runners (one torch thread each)."""
     spec = importlib.util.spec_from_file_location("rllib_ppo_example", ROOT / "examples" / "rllib_ppo.py")
     example = importlib.util.module_from_spec(spec)
@@ -167,3 +178,27 @@ def test_ppo_with_two_env_runners_trains_the_module(rllib):
     for h in result["history"]:
         assert all(math.isfinite(h[k]) for k in ("policy_loss", "vf_loss", "entropy", "return_mean"))
     assert 0.0 <= result["eval_iou"] <= 1.0
+
+
+def test_bench_env_module_policy_in_one_env_and_not_in_vector_envs(rllib):
+    from agents.tools.env_speed import MODULE_MODES, measure_env_speed
+
+    rows = measure_env_speed(["synthetic:val"], ["module"], ["single", "sync"], num_envs=2, steps=6, warmup=0,
+                             progress=False, env_kwargs={"max_clicks": 3})
+    single, sync = rows
+    assert single["status"] == "ok" and single["env_steps"] == 6 and single["steps_per_s"] > 0
+    assert 0.0 <= single["mean_iou"] <= 1.0
+    assert sync["status"] == f"not run: {MODULE_MODES}"
+
+
+@pytest.mark.slow
+def test_bench_env_rllib_rows_sample_with_the_module_in_two_runners(ray_session):
+    from agents.tools.env_speed import measure_env_speed
+
+    rows = measure_env_speed(["synthetic:val"], ["module"], ["rllib"], num_envs=2, steps=8, warmup=2,
+                             progress=False, env_kwargs={"max_clicks": 3})
+    one, two = rows
+    assert [r["status"] for r in rows] == ["ok", "ok"] and (one["num_envs"], two["num_envs"]) == (1, 2)
+    assert one["env_steps"] == 8 and two["env_steps"] == 8  # 4 per runner
+    assert two["vs_one_runner"] == pytest.approx(two["steps_per_s"] / one["steps_per_s"])
+    assert one["cores"] is not None and one["cores"] > 0 and 0.0 <= two["mean_iou"] <= 1.0

@@ -10,7 +10,7 @@ DEFAULT_STEPS = 300
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``hlmat bench-env`` and its flags."""
-    from agents.tools.env_speed import DEFAULT_DATASETS, MODES, POLICIES
+    from agents.tools.env_speed import DEFAULT_DATASETS, DEFAULT_POLICIES, MODES, POLICIES
 
     p = subparsers.add_parser(
         "bench-env", help="env steps per second: one env, sync/async vector envs, RLlib env runners",
@@ -18,16 +18,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "they end) for every dataset, policy and mode, and prints a markdown table of steps/s, "
                     "resets/s and each mode's ratio to one env measured in the same run. Env steps are "
                     "env.step transitions: gymnasium's NEXT_STEP autoreset steps count as resets. RLlib rows "
-                    "run only where ray.rllib imports and pins the installed gymnasium; otherwise they say "
-                    "'not run' and why. Writes OUT/bench_env.md, OUT/bench_env.json and OUT/bench_env.png "
+                    "run where ray.rllib imports (pip install 'hlmat[rllib]'); otherwise they say 'not run' "
+                    "and why. Writes OUT/bench_env.md, OUT/bench_env.json and OUT/bench_env.png "
                     "with --out. Set OMP_NUM_THREADS=1 (the default when unset); other jobs on the machine "
                     "lower the ratios.")
     p.add_argument("--dataset", action="append", default=None, metavar="SPEC",
                    help="dataset spec, repeatable (default: " + " and ".join(DEFAULT_DATASETS)
                         + "; a relative folder is also looked up from the repository root, and an absent "
                           "one gives 'not run' rows)")
-    p.add_argument("--policy", default=",".join(POLICIES),
-                   help=f"comma-separated policies among {', '.join(POLICIES)} (default: %(default)s)")
+    p.add_argument("--policy", default=",".join(DEFAULT_POLICIES),
+                   help=f"comma-separated policies among {', '.join(POLICIES)} (module: an untrained "
+                        "agents.rllib ClickCNNModule samples the actions, in one env and RLlib env runners; "
+                        "default: %(default)s)")
     p.add_argument("--modes", default=",".join(MODES),
                    help=f"comma-separated modes among {', '.join(MODES)} (default: %(default)s)")
     p.add_argument("--num-envs", type=int, default=2,

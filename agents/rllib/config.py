@@ -43,6 +43,7 @@ def ppo_config(
     gamma: float = 0.99,
     entropy_coeff: float = 0.01,
     seed: int | None = 0,
+    sample_timeout_s: float | None = 600.0,
 ) -> Any:
     """A ``PPOConfig`` (RLlib's new API stack) that trains :class:`ClickCNNModule` on ``HLMATEnv-v0``.
 
@@ -63,6 +64,9 @@ def ppo_config(
         gamma: discount (the rewards are IoU changes; their undiscounted sum is the final IoU gain).
         entropy_coeff: entropy bonus.
         seed: RLlib's seed (env runners and module), or None.
+        sample_timeout_s: how long an iteration waits for the env runners' samples. RLlib's default (60 s)
+            discards every sample of a runner that takes longer, which on a loaded machine leaves iterations
+            without data (seen on the shared 2-core machine at load 14: 2 of 8 iterations sampled nothing).
 
     Returns:
         The ``PPOConfig``; ``.build_algo()`` then ``.train()``. Registers the env creator as ``"hlmat"``.
@@ -80,7 +84,8 @@ def ppo_config(
     config = (PPOConfig()
               .environment(ENV_NAME, env_config=cfg)
               .env_runners(num_env_runners=int(num_env_runners), num_envs_per_env_runner=1,
-                           num_cpus_per_env_runner=1, rollout_fragment_length="auto")
+                           num_cpus_per_env_runner=1, rollout_fragment_length="auto",
+                           sample_timeout_s=sample_timeout_s)
               .learners(num_learners=0)
               .rl_module(rl_module_spec=module_spec(width=width))
               .training(lr=lr, gamma=gamma, lambda_=0.95, train_batch_size_per_learner=int(train_batch_size),

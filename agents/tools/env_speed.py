@@ -12,8 +12,10 @@ timed loop: a mode pays for its own resets). Modes:
   counted as resets, not as env steps;
 - ``rllib``: RLlib ``SingleAgentEnvRunner`` actors (an ``EnvRunnerGroup`` without a local runner), first with
   one runner, then with ``num_envs`` runners sampling in parallel, one env each; RLlib counts env steps the
-  same way (a reset is not a timestep). Runs only where ``ray.rllib`` imports and ray's ``rllib`` extra pins
-  the installed gymnasium version; otherwise its rows say ``not run`` and why.
+  same way (a reset is not a timestep). Runs where ``ray.rllib`` imports (``pip install "hlmat[rllib]"``);
+  otherwise its rows say ``not run`` and why. Ray's own ``rllib`` extra pins one gymnasium version; where
+  another one is installed the report says so (hlmat's ``rllib`` extra leaves the pin out, and
+  ``tests/test_rllib.py`` trains PPO with RLlib on the installed gymnasium).
 
 **env steps** are thus always real ``env.step`` transitions (clicks or finishes), the same unit in every mode;
 ``step_calls`` is how many (vector) ``step`` calls that took. Policies:
@@ -24,6 +26,9 @@ timed loop: a mode pays for its own resets). Modes:
   ``envs.call("expert_action")`` (one action per sub-env, a round trip to the workers in ``async`` mode) for
   vector envs, and an action wrapper that replaces RLlib's random action by the expert's in env runners.
   Fetching the action is part of the timed loop in every mode.
+- ``module`` (not in the defaults): an untrained :class:`agents.rllib.module.ClickCNNModule` samples the
+  actions on :func:`agents.rllib.env.make_env`'s env (64-pixel observation, 16 x 16 click grid), in one env
+  and in RLlib env runners (its forward pass per step is timed: what PPO's sampling costs); needs RLlib.
 
 Numbers depend on the machine and on what else runs on it: ratios measured next to other jobs are lower bounds
 of what an idle machine gives. To tell the two apart, each row also reports the CPU cores the mode really got
@@ -48,7 +53,9 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 ENV_ID = "HLMATEnv-v0"
-POLICIES = ("random", "oracle")
+POLICIES = ("random", "oracle", "module")
+MODULE_MODES = "the module policy is measured in one env and in RLlib env runners only"
+DEFAULT_POLICIES = ("random", "oracle")
 MODES = ("single", "sync", "async", "rllib")
 DEFAULT_DATASETS = ("synthetic:val", "folder:../shared/data/grabcut")
 REPO = Path(__file__).resolve().parents[2]
@@ -117,31 +124,39 @@ def dataset_problem(spec: str) -> str | None:
 def rllib_problem() -> str | None:
     """Why RLlib env runners cannot be measured in this Python environment, or None when they can.
 
-    RLlib is measured only where ``ray.rllib`` imports and where ray's ``rllib`` extra pins the gymnasium
-    version that is installed (ray pins one exact version; another one may run but is not what ray tested).
-
     Returns:
-        A one-line reason (the import error, the pin conflict, or both), or None.
+        A one-line reason (ray missing, or ``ray.rllib`` failing to import), or None.
     """
-    import gymnasium
-
-    reasons = []
+    try:
+        importlib.metadata.version("ray")
+    except importlib.metadata.PackageNotFoundError:
+        return "ray is not installed (pip install 'hlmat[rllib]')"
     try:
         importlib.import_module("ray.rllib")
     except Exception as e:  # noqa: BLE001 - ImportError, or ray failing at import time
-        reasons.append(f"ray.rllib does not import ({type(e).__name__}: {e})")
+        return f"ray.rllib does not import ({type(e).__name__}: {e}; pip install 'hlmat[rllib]')"
+    return None
+
+
+def rllib_gymnasium_note() -> str | None:
+    """A note when ray's ``rllib`` extra pins another gymnasium version than the installed one, else None.
+
+    Ray pins one exact version; hlmat's ``rllib`` extra leaves the pin out because RLlib's new API stack runs
+    on the gymnasium versions hlmat supports (``tests/test_rllib.py`` trains PPO on the installed one).
+    """
+    import gymnasium
+
     try:
         ray_version = importlib.metadata.version("ray")
         pins = [r for r in importlib.metadata.requires("ray") or []
                 if r.replace(" ", "").startswith("gymnasium==") and "rllib" in r]
     except importlib.metadata.PackageNotFoundError:
-        return "ray is not installed (pip install 'hlmat[ray]' and ray's rllib extra)"
-    for pin in pins:
-        wanted = pin.split(";")[0].split("==")[1].strip()
-        if wanted != gymnasium.__version__:
-            reasons.append(f"ray {ray_version}'s rllib extra pins gymnasium=={wanted}, this environment has "
-                           f"gymnasium {gymnasium.__version__}")
-    return "; ".join(reasons) or None
+        return None
+    wanted = {pin.split(";")[0].split("==")[1].strip() for pin in pins} - {gymnasium.__version__}
+    if not wanted:
+        return None
+    return (f"ray {ray_version}'s rllib extra pins gymnasium=={', '.join(sorted(wanted))}; measured with gymnasium "
+            f"{gymnasium.__version__} (hlmat's rllib extra leaves the pin out)")
 
 
 def run_info() -> dict[str, Any]:
@@ -149,7 +164,7 @@ def run_info() -> dict[str, Any]:
 
     Returns:
         A JSON-ready dict: CPU count, load averages, Python, gymnasium, numpy and ray versions, the thread
-        setting and how steps are counted.
+        setting, how steps are counted, and ``rllib_note`` (:func:`rllib_gymnasium_note`, or None).
     """
     import gymnasium
 
@@ -161,6 +176,7 @@ def run_info() -> dict[str, Any]:
         "cpus": os.cpu_count(), "load_avg": [round(x, 2) for x in os.getloadavg()],
         "python": platform.python_version(), "gymnasium": gymnasium.__version__, "numpy": np.__version__,
         "ray": ray_version, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "counting": COUNTING,
+        "rllib_note": rllib_gymnasium_note() if ray_version else None,
     }
 
 
@@ -188,6 +204,35 @@ def _cpu_seconds(pids: Sequence[int] = ()) -> float | None:
 # ---------------------------------------------------------------------------------------------- one env
 
 
+def _module_env_and_policy(spec: str, env_kwargs: dict, seed: int) -> tuple[Any, Callable[[], Any]]:
+    """The ``module`` policy in one env: :func:`agents.rllib.env.make_env`'s env (keeping its last
+    observation) and an action function that samples from an untrained :class:`agents.rllib.module.ClickCNNModule`
+    (so its forward pass is timed, as in RLlib's env runners)."""
+    import gymnasium as gym
+
+    from agents.rllib.env import env_config, make_env
+    from agents.rllib.module import ClickCNNModule
+    from agents.rllib.rollout import module_action
+
+    class LastObservation(gym.Wrapper):
+        """Keeps the latest observation for the action function."""
+
+        def reset(self, **kwargs: Any) -> Any:
+            self.last, info = self.env.reset(**kwargs)
+            return self.last, info
+
+        def step(self, action: Any) -> Any:
+            out = self.env.step(action)
+            self.last = out[0]
+            return out
+
+    env = LastObservation(make_env(env_config(dataset=spec, env_kwargs=env_kwargs)))
+    module = ClickCNNModule(observation_space=env.observation_space, action_space=env.action_space,
+                            model_config={})
+    rng = np.random.default_rng(seed)
+    return env, lambda: module_action(module, env.last, greedy=False, rng=rng)
+
+
 def _measure_single(spec: str, policy: str, steps: int, warmup: int, seed: int, env_kwargs: dict,
                     desc: str, progress: bool) -> dict[str, Any]:
     import gymnasium as gym
@@ -195,11 +240,14 @@ def _measure_single(spec: str, policy: str, steps: int, warmup: int, seed: int, 
     import hlmat_env  # noqa: F401 - registers the env
 
     t0 = time.perf_counter()
-    env = gym.make(ENV_ID, dataset=spec, **env_kwargs)
+    if policy == "module":
+        env, act = _module_env_and_policy(spec, env_kwargs, seed)
+    else:
+        env = gym.make(ENV_ID, dataset=spec, **env_kwargs)
+        act = env.action_space.sample if policy == "random" else env.unwrapped.expert_action
     env.action_space.seed(seed)
     env.reset(seed=seed)
     setup_s = time.perf_counter() - t0
-    act: Callable[[], Any] = (env.action_space.sample if policy == "random" else env.unwrapped.expert_action)
 
     def loop(n: int, bar: Any = None) -> tuple[int, int, float]:
         done_steps = resets = 0
@@ -325,41 +373,49 @@ def _measure_rllib(spec: str, policy: str, runners: int, steps: int, warmup: int
 
     group = None
     try:
-        config = (AlgorithmConfig()  # no RL module: runners sample with random_actions=True
-                  .environment(env=rllib_env_creator,
-                               env_config={"dataset": spec, "policy": policy, "env_kwargs": env_kwargs})
-                  .env_runners(num_env_runners=runners, num_envs_per_env_runner=1, num_cpus_per_env_runner=1)
+        if policy == "module":  # agents.rllib's env and an untrained ClickCNNModule choose the actions
+            from agents.rllib.config import ppo_config
+
+            config = ppo_config(spec, runners, env_kwargs=env_kwargs, seed=seed)
+        else:  # no RL module: runners sample with random_actions=True (oracle: replaced by the wrapper)
+            config = AlgorithmConfig().environment(
+                env=rllib_env_creator, env_config={"dataset": spec, "policy": policy, "env_kwargs": env_kwargs})
+        config = (config.env_runners(num_env_runners=runners, num_envs_per_env_runner=1, num_cpus_per_env_runner=1)
                   .fault_tolerance(restart_failed_env_runners=False)
                   .debugging(seed=seed))
         t0 = time.perf_counter()
         group = EnvRunnerGroup(config=config, local_env_runner=False)
         setup_s = time.perf_counter() - t0
         per_runner = math.ceil(steps / runners)
+        random_actions = policy != "module"
 
-        def sample(n: int) -> Callable[[Any], tuple[int, int]]:
-            def fn(runner: Any) -> tuple[int, int]:
-                episodes = runner.sample(num_timesteps=n, random_actions=True)
-                return sum(len(e) for e in episodes), sum(bool(e.is_done) for e in episodes)
+        def sample(n: int) -> Callable[[Any], tuple[int, int, float]]:
+            def fn(runner: Any) -> tuple[int, int, float]:
+                episodes = runner.sample(num_timesteps=n, random_actions=random_actions)
+                ious = sum(float(i["iou"]) for e in episodes if len(e) for i in e.get_infos()[-len(e):])
+                return sum(len(e) for e in episodes), sum(bool(e.is_done) for e in episodes), ious
             return fn
 
-        def run(n: int) -> list[tuple[int, int]]:
+        def run(n: int) -> list[tuple[int, int, float]]:
             out = group.foreach_env_runner(sample(n), local_env_runner=False)
             if len(out) != runners:
                 raise RuntimeError(f"{runners - len(out)} of {runners} env runners failed (see ray's logs)")
             return out
 
         run(max(1, math.ceil(warmup / runners)))
+        pids = group.foreach_env_runner(lambda runner: os.getpid(), local_env_runner=False)
         with _bar(per_runner * runners, desc, progress) as bar:
-            t0 = time.perf_counter()
+            c0, t0 = _cpu_seconds(pids), time.perf_counter()
             out = run(per_runner)
-            wall = time.perf_counter() - t0
+            wall, c1 = time.perf_counter() - t0, _cpu_seconds(pids)
             bar.update(sum(o[0] for o in out))
     finally:
         if group is not None:
             group.stop()
     n = sum(o[0] for o in out)
     return {"num_envs": runners, "env_steps": n, "step_calls": None, "resets": sum(o[1] for o in out),
-            "wall_s": wall, "setup_s": setup_s, "mean_iou": None}
+            "wall_s": wall, "setup_s": setup_s, "mean_iou": sum(o[2] for o in out) / max(n, 1),
+            "cpu_s": None if c0 is None or c1 is None else c1 - c0}
 
 
 # ---------------------------------------------------------------------------------------------- the benchmark
@@ -390,7 +446,7 @@ def _check(name: str, values: Iterable[str], allowed: Sequence[str]) -> list[str
 
 def measure_env_speed(
     datasets: Sequence[str] = DEFAULT_DATASETS,
-    policies: Sequence[str] = POLICIES,
+    policies: Sequence[str] = DEFAULT_POLICIES,
     modes: Sequence[str] = MODES,
     num_envs: int = 2,
     steps: int = 300,
@@ -408,7 +464,8 @@ def measure_env_speed(
     Args:
         datasets: dataset specs; a relative ``folder:`` path is also looked up from the repository root, and a
             dataset that cannot be built (e.g. GrabCut absent) gives ``not run`` rows.
-        policies: any of ``"random"`` (seeded ``action_space.sample()``) and ``"oracle"`` (the robot user).
+        policies: any of ``"random"`` (seeded ``action_space.sample()``), ``"oracle"`` (the robot user) and
+            ``"module"`` (an untrained RLlib module on :mod:`agents.rllib`'s env; ``single`` and ``rllib`` modes).
         modes: any of ``"single"``, ``"sync"``, ``"async"`` and ``"rllib"`` (two rows: one env runner and
             ``num_envs`` runners; ``not run`` where RLlib is unavailable, see :func:`rllib_problem`).
         num_envs: sub-envs of the vector envs, env runners of the second RLlib row.
@@ -422,11 +479,10 @@ def measure_env_speed(
     Returns:
         One dict per row: ``dataset``, ``policy``, ``mode``, ``num_envs``, ``status`` (``"ok"`` or
         ``"not run: <reason>"``), ``env_steps``, ``step_calls``, ``resets``, ``wall_s``, ``setup_s``,
-        ``steps_per_s``, ``resets_per_s``, ``mean_iou`` (mean ``info["iou"]`` over the timed steps; None for
-        RLlib), ``vs_single`` (steps/s over the ``single`` row's), ``vs_one_runner`` (RLlib rows: over the
-        one-runner row's), ``cpu_s`` and ``cores`` (CPU seconds this process and the async workers used in
-        the timed loop, and that over ``wall_s``: how many cores the mode really got; None for RLlib or
-        without ``/proc``) and ``load_avg`` (the machine's 1-minute load average when the row ended: other
+        ``steps_per_s``, ``resets_per_s``, ``mean_iou`` (mean ``info["iou"]`` over the timed steps), ``vs_single`` (steps/s over the ``single`` row's), ``vs_one_runner`` (RLlib rows: over the
+        one-runner row's), ``cpu_s`` and ``cores`` (CPU seconds this process and the async workers or
+        RLlib env runners used in the timed loop, and that over ``wall_s``: how many cores the mode really
+        got; None without ``/proc``) and ``load_avg`` (the machine's 1-minute load average when the row ended: other
         jobs' load lowers the vector modes' ratios). Rows come in dataset, policy, mode order.
 
     Raises:
@@ -439,7 +495,7 @@ def measure_env_speed(
     warmup = max(num_envs, steps // 10) if warmup is None else max(0, int(warmup))
     env_kwargs = dict(env_kwargs or {})
     _one_thread()
-    rllib_reason = rllib_problem() if "rllib" in modes else None
+    rllib_reason = rllib_problem() if "rllib" in modes or "module" in policies else None
     rows: list[dict[str, Any]] = []
     try:
         _measure_all(datasets, policies, modes, num_envs, steps, warmup, seed, env_kwargs, progress,
@@ -483,8 +539,11 @@ def _measure_all(datasets: Sequence[str], policies: list[str], modes: list[str],
                     if problem is not None:
                         group.append(_row(spec, policy, mode, n, f"not run: {problem}"))
                         continue
-                    if mode == "rllib" and rllib_reason is not None:
+                    if (mode == "rllib" or policy == "module") and rllib_reason is not None:
                         group.append(_row(spec, policy, mode, n, f"not run: {rllib_reason}"))
+                        continue
+                    if policy == "module" and mode in ("sync", "async"):
+                        group.append(_row(spec, policy, mode, n, f"not run: {MODULE_MODES}"))
                         continue
                     try:
                         if mode == "single":
@@ -540,7 +599,8 @@ def markdown_table(rows: Sequence[dict[str, Any]], info: dict[str, Any] | None =
         lines += [f"{info['cpus']} CPUs, load average {load} (1, 5, 15 min); "
                   f"Python {info['python']}, gymnasium {info['gymnasium']}, ray {info['ray']}, "
                   f"OMP_NUM_THREADS={info['OMP_NUM_THREADS']}. {info['counting']}; "
-                  "cores = CPU seconds used by the process and its async workers per wall second; "
+                  "cores = CPU seconds used by the process and its async workers or env runners per wall "
+                  "second; "
                   "load = the 1-minute load average when the row ended.", ""]
     lines += ["| dataset | policy | mode | envs | env steps | resets | wall s | steps/s | resets/s "
               "| mean IoU | x single | cores | load |",
@@ -560,6 +620,8 @@ def markdown_table(rows: Sequence[dict[str, Any]], info: dict[str, Any] | None =
         if r["mode"] == "rllib" and r["num_envs"] > 1 and r["vs_one_runner"]:
             notes.append(f"{r['dataset']} {r['policy']}: RLlib {r['num_envs']} env runners = "
                          f"{r['vs_one_runner']:.2f}x one env runner")
+    if info and info.get("rllib_note") and any(r["mode"] == "rllib" and r["status"] == "ok" for r in rows):
+        notes.append(info["rllib_note"])
     for status, group in not_run.items():
         modes = sorted({r["mode"] for r in group})
         specs = sorted({r["dataset"] for r in group})

@@ -16,6 +16,9 @@ exact spec of what it unpacked):
 of colour-palette PNGs). These follow RITM's dataset classes as we know them; the points below that are our
 reading of RITM rather than of a published specification are marked *assumed*.
 
+The two rules of the one-object sets, :func:`~hlmat_env.datasets.pairing.ritm_grabcut_rule` and
+:func:`~hlmat_env.datasets.pairing.nonzero_rule`, live with the stem pairing they share with ``folder:``.
+
 * GrabCut and Berkeley (RITM's ``GrabCutDataset``, which ``BerkeleyDataset`` subclasses): ``> 128`` object,
   ``== 128`` ignore (GrabCut's unknown band around the boundary), ``< 128`` background. One sample per image,
   id = the file stem.
@@ -39,60 +42,12 @@ from typing import Callable
 
 import numpy as np
 
-from hlmat_env.datasets.base import Dataset, Sample, _some, read_image, read_mask, register_dataset
-from hlmat_env.errors import DatasetError, DatasetWarning, EmptyTarget
+from hlmat_env.datasets.base import Dataset, Sample, read_image, read_mask, register_dataset
+from hlmat_env.datasets.pairing import IMAGE_EXTS, StemPairs, by_stem, nonzero_rule, ritm_grabcut_rule
+from hlmat_env.errors import DatasetError, DatasetWarning
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 VOID = 255
 """The PascalVOC void label (ignored)."""
-
-
-def ritm_grabcut_rule(raw: np.ndarray, where: str = "mask") -> np.ndarray:
-    """GrabCut/Berkeley targets: ``> 128`` object, ``== 128`` ignore, ``< 128`` background.
-
-    Args:
-        raw: uint8 HxW mask values.
-        where: the file, for error messages.
-
-    Returns:
-        int8 HxW target.
-
-    Raises:
-        EmptyTarget: no value above 128.
-    """
-    target = (raw > 128).astype(np.int8)
-    target[raw == 128] = -1
-    if not (target == 1).any():
-        raise EmptyTarget(f"{where}: mask has no pixel above 128 (values {_some(np.unique(raw))})")
-    return target
-
-
-def nonzero_rule(raw: np.ndarray, where: str = "mask") -> np.ndarray:
-    """DAVIS/COCO-MVal targets: any nonzero value is the object, no ignore band.
-
-    Args:
-        raw: uint8 HxW mask values.
-        where: the file, for error messages.
-
-    Returns:
-        int8 HxW target.
-
-    Raises:
-        EmptyTarget: the mask is all 0.
-    """
-    target = (raw > 0).astype(np.int8)
-    if not target.any():
-        raise EmptyTarget(f"{where}: mask has no object pixel (all 0)")
-    return target
-
-
-def _stems(folder: Path) -> dict[str, Path]:
-    """Image-like files of ``folder`` by stem (the name sorting last wins)."""
-    out: dict[str, Path] = {}
-    for p in sorted(folder.iterdir()):
-        if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith("."):
-            out[p.stem] = p
-    return out
 
 
 def _need_dir(path: Path, what: str) -> Path:
@@ -101,7 +56,7 @@ def _need_dir(path: Path, what: str) -> Path:
     return path
 
 
-class PairedDataset(Dataset):
+class PairedDataset(StemPairs):
     """One object per image: ``ROOT/IMAGES/NAME.*`` + ``ROOT/MASKS/NAME.*`` paired by stem.
 
     Args:
@@ -120,8 +75,8 @@ class PairedDataset(Dataset):
         self.root, self.kind, self.rule = Path(root), kind, rule
         what = f"{kind} dataset {self.root}"
         _need_dir(self.root, what)
-        imgs = _stems(_need_dir(self.root / images, f"{what} (expected {images}/ and {masks}/)"))
-        msks = _stems(_need_dir(self.root / masks, f"{what} (expected {images}/ and {masks}/)"))
+        imgs = by_stem(_need_dir(self.root / images, f"{what} (expected {images}/ and {masks}/)"))[0]
+        msks = by_stem(_need_dir(self.root / masks, f"{what} (expected {images}/ and {masks}/)"))[0]
         self.stems = sorted(set(imgs) & set(msks))
         self.images, self.masks = imgs, msks
         self.orphan_images = [imgs[s] for s in sorted(set(imgs) - set(msks))]
@@ -132,18 +87,6 @@ class PairedDataset(Dataset):
                           + ", ".join(p.name for p in self.orphan_images[:10]), DatasetWarning, stacklevel=3)
         self.name = f"{kind}:{self.root}"
 
-    def __len__(self) -> int:
-        return len(self.stems)
-
-    def sample_id(self, index: int) -> str:
-        """The file stem of sample ``index``."""
-        return self.stems[index]
-
-    def files(self, index: int) -> list[str]:
-        """``[image file, mask file]`` of sample ``index``."""
-        s = self.stems[index]
-        return [str(self.images[s]), str(self.masks[s])]
-
     def load(self, index: int) -> Sample:
         """Read sample ``index`` (image and mask by the set's rule).
 
@@ -151,11 +94,8 @@ class PairedDataset(Dataset):
             DatasetError: an unreadable file or a size mismatch, naming the file.
         """
         s = self.stems[index]
-        image = read_image(self.images[s])
-        raw, _ = read_mask(self.masks[s])
         where = f"{self.kind} sample {s!r}: mask {self.masks[s]}"
-        if raw.shape != image.shape[:2]:
-            raise DatasetError(f"{where} has shape {raw.shape}, image {self.images[s]} has {image.shape[:2]}")
+        image, raw, _ = self.read_pair(s, where)
         return Sample(image, self.rule(raw, where), "", s, str(self.images[s]))
 
 

@@ -52,12 +52,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hlmat_env.datasets.base import (GREY, INDEX, Dataset, Sample, _some, query_options, read_image, read_mask,
-                                     register_dataset)
+from hlmat_env.datasets.base import GREY, INDEX, Sample, _some, query_options, read_mask, register_dataset
 from hlmat_env.datasets.instance_captions import GeneratedCaption, describe_group
+from hlmat_env.datasets.pairing import StemPairs, by_stem, nonzero_rule, ritm_grabcut_rule
 from hlmat_env.errors import DatasetError, DatasetWarning, EmptyTarget
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 IMAGE_DIRS = ("images", "img", "JPEGImages")
 MASK_DIRS = ("masks", "gt", "Annotations")
 VOID = 255
@@ -93,11 +92,9 @@ def mask_to_target(raw: np.ndarray, where: str = "mask", kind: str = GREY) -> np
         target = (raw == objects[0]).astype(np.int8)
         target[raw == VOID] = -1
         return target
-    if len(nonzero) == 0:
-        raise EmptyTarget(f"{where}: mask has no object pixel (all 0)")
+    if len(nonzero) <= 1:  # binary: any nonzero value is the object (all 0: EmptyTarget)
+        return nonzero_rule(raw, where)
     small = nonzero[nonzero < 128]
-    if len(nonzero) == 1:  # binary: any nonzero value is the object
-        return (raw > 0).astype(np.int8)
     if set(nonzero.tolist()) == {128, 255}:  # GrabCut: 128 the unknown band
         target = (raw == 255).astype(np.int8)
         target[raw == 128] = -1
@@ -110,11 +107,7 @@ def mask_to_target(raw: np.ndarray, where: str = "mask", kind: str = GREY) -> np
         target = (raw == small[0]).astype(np.int8)  # VOC stored as grey: 255 the void border
         target[raw == VOID] = -1
         return target
-    target = (raw > 128).astype(np.int8)  # RITM's rule for grey levels (anti-aliased edges)
-    target[raw == 128] = -1
-    if not (target == 1).any():
-        raise EmptyTarget(f"{where}: mask has no pixel above 128 (values {_some(values)})")
-    return target
+    return ritm_grabcut_rule(raw, where)  # RITM's rule for grey levels (anti-aliased edges)
 
 
 def _first_dir(root: Path, names: tuple[str, ...]) -> Path:
@@ -124,21 +117,12 @@ def _first_dir(root: Path, names: tuple[str, ...]) -> Path:
     raise DatasetError(f"{root} has none of the folders {list(names)} (expected images/ and masks/)")
 
 
-def _by_stem(folder: Path) -> tuple[dict[str, Path], list[list[Path]]]:
-    """Image files of ``folder`` by stem (the name sorting last wins) and the groups sharing a stem."""
-    groups: dict[str, list[Path]] = {}
-    for p in sorted(folder.iterdir()):
-        if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith("."):
-            groups.setdefault(p.stem, []).append(p)
-    return {k: v[-1] for k, v in groups.items()}, [v for v in groups.values() if len(v) > 1]
-
-
 def _names(paths: list[Path], n: int = 10) -> str:
     shown = ", ".join(p.name for p in paths[:n])
     return shown + (f" (+{len(paths) - n} more)" if len(paths) > n else "")
 
 
-class FolderDataset(Dataset):
+class FolderDataset(StemPairs):
     """``images/NAME.ext`` + ``masks/NAME.png``; one object per image (see the module docstring's rules).
 
     Args:
@@ -162,8 +146,8 @@ class FolderDataset(Dataset):
         if not self.root.is_dir():
             raise DatasetError(f"dataset folder not found: {self.root}")
         img_dir, mask_dir = _first_dir(self.root, IMAGE_DIRS), _first_dir(self.root, MASK_DIRS)
-        images, dup_images = _by_stem(img_dir)
-        masks, dup_masks = _by_stem(mask_dir)
+        images, dup_images = by_stem(img_dir)
+        masks, dup_masks = by_stem(mask_dir)
         self.stems = sorted(set(images) & set(masks))
         self.images, self.masks, self.strict = images, masks, bool(strict)
         self.orphan_images = [images[s] for s in sorted(set(images) - set(masks))]
@@ -254,18 +238,6 @@ class FolderDataset(Dataset):
         raw, kind = read_mask(self.masks[stem])
         return mask_to_target(raw, f"sample {stem!r}: mask {self.masks[stem]}", kind)
 
-    def __len__(self) -> int:
-        return len(self.stems)
-
-    def sample_id(self, index: int) -> str:
-        """The file stem of sample ``index``."""
-        return self.stems[index]
-
-    def files(self, index: int) -> list[str]:
-        """``[image file, mask file]`` of sample ``index``."""
-        stem = self.stems[index]
-        return [str(self.images[stem]), str(self.masks[stem])]
-
     def load(self, index: int) -> Sample:
         """Read sample ``index``: the image and its mask by the module docstring's rule.
 
@@ -274,12 +246,7 @@ class FolderDataset(Dataset):
                 naming the file (:class:`~hlmat_env.errors.EmptyTarget` for a mask without object).
         """
         stem = self.stems[index]
-        image = read_image(self.images[stem])
-        raw, kind = read_mask(self.masks[stem])
-        if raw.shape != image.shape[:2]:
-            raise DatasetError(
-                f"mask {self.masks[stem]} has shape {raw.shape}, image {self.images[stem]} has {image.shape[:2]}"
-            )
+        image, raw, kind = self.read_pair(stem, f"mask {self.masks[stem]}")
         target = mask_to_target(raw, f"sample {stem!r}: mask {self.masks[stem]}", kind)
         if not self.captions:
             return Sample(image, target, "", stem, str(self.images[stem]))

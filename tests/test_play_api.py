@@ -254,7 +254,9 @@ def test_report_puts_humans_beside_the_robot_user(tmp_path):
     assert c["n"] == 3 and c["same_sign"] == 1.0
     assert c["dist_median"] == 0.0 and c["dist_mean"] > 10  # two clicks on the robot's pixel, one at (0, 0)
     assert c["on_error"] == pytest.approx(2 / 3)  # (0, 0) is background: a positive click there is no correction
-    assert (tmp_path / "report" / "report.md").read_text().count("oracle (robot user)") == 1
+    assert (tmp_path / "report" / "report.md").read_text().count("oracle (robot user)") == 2  # metrics, paired
+    oracle = rep.paired["oracle (robot user)"]
+    assert oracle["n"] == 2 and oracle["lo"] <= oracle["diff"] <= oracle["hi"]
     assert s["width"] > 0
 
 
@@ -268,3 +270,14 @@ def test_largest_error_region_picks_the_biggest_component():
     assert region.sum() == 25 and region[7, 7] and not region[0, 0]
     assert not largest_error_region(target, target > 0).any()
     assert compare_clicks([])["n"] == 0
+
+
+def test_an_episode_finished_without_clicks_is_recorded_and_reported(tmp_path):
+    client, session = make_client(tmp_path, start="box")
+    s = client.post("/api/finish", headers=H).json()
+    assert s["ended"] and s["num_clicks"] == 0 and 0 < s["iou"] < 1  # the box start's IoU
+    [(traj, raw)] = read_human(tmp_path)
+    assert traj.clicks == [] and traj.start == "box" and traj.start_mask is not None
+    [rep] = play_report(tmp_path, [], max_clicks=5)
+    assert rep.start == "box" and rep.clicks["n"] == 0
+    assert rep.metrics["human (1 session(s))"]["miou@5"] == pytest.approx(s["iou"])

@@ -12,7 +12,9 @@ For each group of human episodes with the same dataset, segmenter and start stat
   sign agrees, whether the click falls on an error pixel of its kind (positive on a missed object pixel,
   negative on a wrong background pixel), and whether it falls inside the *largest error region* (the largest
   8-connected component of pixels where the mask and the target differ). The robot user's own share inside
-  the largest region is given for reference.
+  the largest region is given for reference;
+- **paired**: each agent's IoU at the click budget minus the humans' (their mean per sample), over the samples,
+  with the paired bootstrap 95% interval of :func:`agents.tools.stats.paired_bootstrap` (two samples or more).
 """
 from __future__ import annotations
 
@@ -29,8 +31,9 @@ import numpy as np
 from agents.play.recording import read_human
 from agents.rollout import Episode
 from agents.tools.benchmark import MIOU_KS, evaluate, markdown_table, summarize_episodes
+from agents.tools.stats import paired_bootstrap
 from hlmat_env.errors import HLMATError
-from hlmat_env.metrics import intersection_union
+from hlmat_env.metrics import intersection_union, iou_after
 from hlmat_env.robot_user import clicked_map, next_click
 from hlmat_env.trajectories import Trajectory
 
@@ -45,6 +48,7 @@ class GroupReport:
     samples: int
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     clicks: dict[str, float] = field(default_factory=dict)
+    paired: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def markdown(self) -> str:
         """The group as Markdown: a heading, the metrics table and the click comparison table."""
@@ -58,6 +62,10 @@ class GroupReport:
                 ("inside the largest error region: human", _pct(c["in_largest_human"])),
                 ("inside the largest error region: robot user", _pct(c["in_largest_robot"]))]
         table = "| human vs robot user | value |\n|---|---|\n" + "".join(f"| {a} | {b} |\n" for a, b in rows)
+        if self.paired:
+            table += ("\n| agent minus humans, IoU at the budget (per sample) | mean | 95% interval |\n|---|---|---|\n"
+                      + "".join(f"| {k} | {100 * v['diff']:+.1f} | [{100 * v['lo']:+.1f}, {100 * v['hi']:+.1f}] |\n"
+                                for k, v in self.paired.items()))
         return head + markdown_table(self.metrics) + "\n`s/step` = seconds per click.\n\n" + table
 
 
@@ -161,10 +169,18 @@ def play_report(recordings: str | Path, agents: Sequence[str] = ("oracle",), *, 
             for s in sessions:
                 eps = [ep for ep, (_, raw) in zip(human, items) if raw.get("session_id", "?") == s]
                 rep.metrics[f"human:{s}"] = summarize_episodes(eps, max_clicks)
+        per_sample: dict[int, list[float]] = defaultdict(list)  # the humans' IoU at the budget, per sample
+        for ep in human:
+            per_sample[ep.index].append(iou_after(ep.ious, max_clicks, ep.start_iou))
         for spec in agents:
             label = "oracle (robot user)" if spec == "oracle" else spec
             eps = evaluate(make_agent(spec), env, list(targets), seed=seed, progress=progress, desc=spec)
             rep.metrics[label] = summarize_episodes(eps, max_clicks)
+            if len(eps) >= 2:
+                a = np.array([np.mean(per_sample[ep.index]) for ep in eps])
+                b = np.array([iou_after(ep.ious, max_clicks, ep.start_iou) for ep in eps])
+                c = paired_bootstrap(a, b, seed=seed)
+                rep.paired[label] = {"n": c.n, "diff": c.diff, "lo": c.lo, "hi": c.hi}
         rep.clicks = compare_clicks([(t, targets[t.index]) for t, _ in items])
         env.close()
         reports.append(rep)
@@ -178,7 +194,7 @@ def write_report(reports: Sequence[GroupReport], out: str | Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     doc = [{"dataset": r.dataset, "segmenter": r.segmenter, "start": r.start, "samples": r.samples,
-            "metrics": r.metrics, "clicks": r.clicks, "miou_ks": list(MIOU_KS)} for r in reports]
+            "metrics": r.metrics, "clicks": r.clicks, "paired": r.paired, "miou_ks": list(MIOU_KS)} for r in reports]
     (out / "report.json").write_text(json.dumps(doc, indent=2, allow_nan=True) + "\n")
     (out / "report.md").write_text("# Humans on the benchmark\n\n" + "\n".join(r.markdown() for r in reports))
     return out

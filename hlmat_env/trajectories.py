@@ -248,10 +248,11 @@ def read_jsonl(path: str | Path) -> list[Trajectory]:
 
 
 def iter_trajectories(path: str | Path) -> Iterator[Trajectory]:
-    """Trajectories of a JSONL file, a SegAgent JSON file, or every ``*.jsonl`` of a folder (sorted)."""
+    """Trajectories of a JSONL file, a SegAgent JSON file, or every ``*.jsonl`` of a folder (sorted), except
+    the folder's ``errors.jsonl`` (the bad-sample log that ``hlmat generate`` writes beside its shards)."""
     p = Path(path)
     if p.is_dir():
-        files = sorted(p.glob("*.jsonl"))
+        files = sorted(f for f in p.glob("*.jsonl") if f.name != "errors.jsonl")
         if not files:
             raise TrajectoryError(f"no *.jsonl trajectory files in {p}")
         for f in files:

@@ -184,3 +184,32 @@ def test_cli_format_minari(tmp_path, capsys):
     env = ds.recover_environment()  # one dataset spec and segmenter name: the env spec travels with the data
     assert env.spec.kwargs["dataset"] == "synthetic:val" and env.spec.kwargs["segmenter"] == "default"
     env.close()
+
+
+def test_bad_samples_stay_out_and_the_folder_exports(tmp_path):
+    """A sample with an empty mask is logged to errors.jsonl, kept out of the dataset, and the folder (shards
+    plus errors.jsonl) still reads as trajectories for ``hlmat export``."""
+    from PIL import Image
+
+    from hlmat_env.exports_minari import export_minari, load_minari
+    from hlmat_env.trajectories import iter_trajectories
+
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for n in range(3):
+        Image.fromarray(np.full((24, 24, 3), 40 * n + 20, np.uint8)).save(root / "images" / f"s{n}.png")
+        mask = np.zeros((24, 24), np.uint8)
+        if n != 1:
+            mask[5:15, 6:16] = 255
+        Image.fromarray(mask).save(root / "masks" / f"s{n}.png")
+    out = tmp_path / "run"
+    report = generate(GenerateConfig(f"folder:{root}", out, segmenter=SlowDisc(), starts=("empty",), max_clicks=3,
+                                     progress=False, format="minari", dataset_id=DATASET_ID))
+    assert (report.written, report.errors, report.minari_episodes) == (2, 1, 2)
+    assert "EmptyTarget" in (out / "errors.jsonl").read_text()
+    assert [m["episode_id"] for m in _load(out).storage.get_episode_metadata(range(2))] == ["s0#empty", "s2#empty"]
+    trajs = list(iter_trajectories(out))  # errors.jsonl is not a trajectory file
+    assert sorted(t.episode_id for t in trajs) == ["s0#empty", "s2#empty"]
+    assert export_minari(trajs, tmp_path / "exported", segmenter=SlowDisc(), max_clicks=3) == 2
+    assert load_minari(tmp_path / "exported").total_episodes == 2

@@ -55,13 +55,15 @@ def _batch(observations: list[dict]):
     import torch
     from ray.rllib.core.columns import Columns
 
-    return {Columns.OBS: {k: torch.as_tensor(np.stack([o[k] for o in observations])) for k in observations[0]}}
+    keys = observations[0]
+    return {Columns.OBS: {k: torch.as_tensor(np.stack([o[k] for o in observations])) for k in keys}}
 
 
 def test_make_env_spaces_and_caption_options():
     env = make_env(TINY)
     assert env.action_space == gym.spaces.Discrete(2 * 8**2 + 1)
-    assert env.observation_space["image"].shape == (6, 32, 32) and env.observation_space["image"].dtype == np.uint8
+    image = env.observation_space["image"]
+    assert image.shape == (6, 32, 32) and image.dtype == np.uint8
     obs, _ = env.reset(seed=0)
     assert env.observation_space.contains(obs) and obs["caption"].sum() > 0  # the description's words
     no_caption = make_env({**TINY, "caption": "none", "clicks": False})
@@ -170,7 +172,8 @@ def test_ppo_with_two_env_runners_trains_the_module(ray_session):
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
     result = example.main(["--dataset", "synthetic:train", "--env-runners", "2", "--iterations", "2",
-                           "--batch", "64", "--minibatch", "32", "--epochs", "1", "--size", "32", "--grid", "8",
+                           "--batch", "64", "--minibatch", "32", "--epochs", "1", "--size", "32",
+                           "--grid", "8",
                            "--max-clicks", "4", "--eval-episodes", "2"])
     assert result["num_env_runners"] == 2
     assert [h["env_steps"] for h in result["history"]] == [64, 128]

@@ -5,8 +5,8 @@
   click logits are a spatial map over the click grid plus one finish logit.
 - :func:`ppo_config` (``agents.rllib.config``): a ready ``PPOConfig`` (env, module, env runners, one torch
   thread each) that users extend with their own settings.
-- :func:`make_env`, :func:`env_config`, :func:`register` (``agents.rllib.env``): the env creator that env runners
-  call, registered with ``ray.tune.register_env`` as ``"hlmat"``.
+- :func:`make_env`, :func:`env_config`, :func:`register` (``agents.rllib.env``): the env creator that env
+  runners call, registered with ``ray.tune.register_env`` as ``"hlmat"``.
 - :func:`module_episodes`, :func:`module_action` (``agents.rllib.rollout``): play a trained module (or random
   actions) on episodes in process, without Ray, and return the final IoUs.
 
@@ -21,7 +21,8 @@ __all__ = ["ENV_NAME", "ClickCNNModule", "env_config", "make_env", "module_actio
            "module_spec", "ppo_config", "register"]
 
 _LAZY = {"ClickCNNModule": "agents.rllib.module", "module_spec": "agents.rllib.config",
-         "ppo_config": "agents.rllib.config", "ENV_NAME": "agents.rllib.env", "env_config": "agents.rllib.env",
+         "ppo_config": "agents.rllib.config", "ENV_NAME": "agents.rllib.env",
+         "env_config": "agents.rllib.env",
          "make_env": "agents.rllib.env", "register": "agents.rllib.env",
          "module_action": "agents.rllib.rollout", "module_episodes": "agents.rllib.rollout"}
 

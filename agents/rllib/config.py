@@ -1,8 +1,9 @@
-"""``ppo_config(...)``: a ready RLlib ``PPOConfig`` for HLMATEnv-v0 with :class:`ClickCNNModule` and N env runners.
+"""``ppo_config(...)``: a ready RLlib ``PPOConfig`` for HLMATEnv-v0 with ClickCNNModule and N env runners.
 
 The result is an ordinary ``PPOConfig``: change anything with its own methods before ``build_algo()``. Every
 env runner gets one CPU and one env with one torch thread; the learner runs in the driver (``num_learners=0``)
-unless you call ``.learners(num_learners=...)`` to put learners (and GPUs) on other machines of the Ray cluster.
+unless you call ``.learners(num_learners=...)`` to put learners (and GPUs) on other machines of the Ray
+cluster.
 """
 from __future__ import annotations
 
@@ -72,7 +73,8 @@ def ppo_config(
         The ``PPOConfig``; ``.build_algo()`` then ``.train()``. Registers the env creator as ``"hlmat"``.
 
     Raises:
-        ValueError: an invalid env setting (see :func:`agents.rllib.env.env_config`) or ``num_env_runners < 0``.
+        ValueError: an invalid env setting (see :func:`agents.rllib.env.env_config`) or
+            ``num_env_runners < 0``.
     """
     from ray.rllib.algorithms.ppo import PPOConfig
 

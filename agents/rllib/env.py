@@ -5,7 +5,8 @@ action over 1000 x 1000 coordinate bins is no space to explore in; so :func:`mak
 :mod:`hlmat_env.wrappers`: :class:`~hlmat_env.wrappers.CoarseClicks` (``Discrete(2 * grid**2 + 1)``:
 positive or negative click in a grid cell, or finish), the caption as a fixed-length multi-hot code
 (:class:`~hlmat_env.wrappers.EncodeCaption`) or dropped (:class:`~hlmat_env.wrappers.DropCaption`), and
-:class:`~hlmat_env.wrappers.StackImageMask` (RGB, current mask and click maps as one uint8 ``(C, S, S)`` array).
+:class:`~hlmat_env.wrappers.StackImageMask` (RGB, current mask and click maps as one uint8 ``(C, S, S)``
+array).
 :func:`register` names the creator ``"hlmat"`` for ``config.environment("hlmat", env_config=...)``.
 """
 from __future__ import annotations

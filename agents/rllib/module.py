@@ -11,7 +11,8 @@ negative click per cell, finish; the order of :class:`hlmat_env.wrappers.CoarseC
   a plain CNN (it cannot ground descriptions then: on multi-object scenes it can only learn to refine the
   object its clicks already touch);
 - a 1x1 convolution gives a positive and a negative logit map, resized to ``grid x grid``: click logits are
-  a spatial map (no dense layer over cells), the same idea as the SB3 policy's :class:`agents.ppo.policy.ClickNet`;
+  a spatial map (no dense layer over cells), the same idea as the SB3 policy's
+  :class:`agents.ppo.policy.ClickNet`;
 - the finish logit and PPO's value come from the pooled context (mean and max of the last feature map, the
   caption code, and the mean of the current mask).
 
@@ -54,8 +55,8 @@ def grid_of(action_space: gym.spaces.Space) -> int:
     n = int(getattr(action_space, "n", 0)) if isinstance(action_space, gym.spaces.Discrete) else 0
     grid = int(round(((n - 1) // 2) ** 0.5)) if n > 1 else 0
     if grid < 1 or 2 * grid**2 + 1 != n:
-        raise ValueError(f"ClickCNNModule needs a Discrete(2 * grid**2 + 1) action space (agents.rllib.make_env), "
-                         f"got {action_space}")
+        raise ValueError(f"ClickCNNModule needs a Discrete(2 * grid**2 + 1) action space "
+                         f"(agents.rllib.make_env), got {action_space}")
     return grid
 
 
@@ -63,10 +64,11 @@ class ClickCNNModule(TorchRLModule, ValueFunctionAPI):
     """PPO-ready RLModule for :func:`agents.rllib.env.make_env` envs (see the module docstring)."""
 
     def setup(self) -> None:
-        """Build the trunk, the click and finish heads and the value head from the spaces and ``model_config``."""
+        """Build the trunk, the click, finish and value heads from the spaces and ``model_config``."""
         space = self.observation_space
         if not isinstance(space, gym.spaces.Dict) or "image" not in space.spaces:
-            raise ValueError(f"ClickCNNModule needs a Dict observation with an 'image' (C, S, S) Box, got {space}")
+            raise ValueError(f"ClickCNNModule needs a Dict observation with an 'image' (C, S, S) Box, "
+                             f"got {space}")
         c, size = space["image"].shape[0], space["image"].shape[-1]
         if size % 4:
             raise ValueError(f"ClickCNNModule needs an image side divisible by 4, got {space['image'].shape}")

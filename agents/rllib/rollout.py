@@ -1,4 +1,4 @@
-"""Run a trained :class:`~agents.rllib.module.ClickCNNModule` (or a random policy) on env episodes, in process.
+"""Run a trained :class:`~agents.rllib.module.ClickCNNModule` (or random actions) on episodes, in process.
 
 :func:`module_episodes` plays whole episodes of :func:`agents.rllib.env.make_env` envs with the module's
 greedy (argmax) or sampled action and returns each episode's final IoU, so a policy trained by RLlib can be

@@ -155,8 +155,8 @@ def rllib_gymnasium_note() -> str | None:
     wanted = {pin.split(";")[0].split("==")[1].strip() for pin in pins} - {gymnasium.__version__}
     if not wanted:
         return None
-    return (f"ray {ray_version}'s rllib extra pins gymnasium=={', '.join(sorted(wanted))}; measured with gymnasium "
-            f"{gymnasium.__version__} (hlmat's rllib extra leaves the pin out)")
+    return (f"ray {ray_version}'s rllib extra pins gymnasium=={', '.join(sorted(wanted))}; measured with "
+            f"gymnasium {gymnasium.__version__} (hlmat's rllib extra leaves the pin out)")
 
 
 def run_info() -> dict[str, Any]:
@@ -206,8 +206,8 @@ def _cpu_seconds(pids: Sequence[int] = ()) -> float | None:
 
 def _module_env_and_policy(spec: str, env_kwargs: dict, seed: int) -> tuple[Any, Callable[[], Any]]:
     """The ``module`` policy in one env: :func:`agents.rllib.env.make_env`'s env (keeping its last
-    observation) and an action function that samples from an untrained :class:`agents.rllib.module.ClickCNNModule`
-    (so its forward pass is timed, as in RLlib's env runners)."""
+    observation) and an action function that samples from an untrained
+    :class:`agents.rllib.module.ClickCNNModule` (so its forward pass is timed, as in RLlib's env runners)."""
     import gymnasium as gym
 
     from agents.rllib.env import env_config, make_env
@@ -379,8 +379,10 @@ def _measure_rllib(spec: str, policy: str, runners: int, steps: int, warmup: int
             config = ppo_config(spec, runners, env_kwargs=env_kwargs, seed=seed)
         else:  # no RL module: runners sample with random_actions=True (oracle: replaced by the wrapper)
             config = AlgorithmConfig().environment(
-                env=rllib_env_creator, env_config={"dataset": spec, "policy": policy, "env_kwargs": env_kwargs})
-        config = (config.env_runners(num_env_runners=runners, num_envs_per_env_runner=1, num_cpus_per_env_runner=1)
+                env=rllib_env_creator,
+                env_config={"dataset": spec, "policy": policy, "env_kwargs": env_kwargs})
+        config = (config.env_runners(num_env_runners=runners, num_envs_per_env_runner=1,
+                                     num_cpus_per_env_runner=1)
                   .fault_tolerance(restart_failed_env_runners=False)
                   .debugging(seed=seed))
         t0 = time.perf_counter()
@@ -465,7 +467,7 @@ def measure_env_speed(
         datasets: dataset specs; a relative ``folder:`` path is also looked up from the repository root, and a
             dataset that cannot be built (e.g. GrabCut absent) gives ``not run`` rows.
         policies: any of ``"random"`` (seeded ``action_space.sample()``), ``"oracle"`` (the robot user) and
-            ``"module"`` (an untrained RLlib module on :mod:`agents.rllib`'s env; ``single`` and ``rllib`` modes).
+            ``"module"`` (an untrained RLlib module on :mod:`agents.rllib`'s env; ``single``/``rllib`` only).
         modes: any of ``"single"``, ``"sync"``, ``"async"`` and ``"rllib"`` (two rows: one env runner and
             ``num_envs`` runners; ``not run`` where RLlib is unavailable, see :func:`rllib_problem`).
         num_envs: sub-envs of the vector envs, env runners of the second RLlib row.
@@ -479,11 +481,12 @@ def measure_env_speed(
     Returns:
         One dict per row: ``dataset``, ``policy``, ``mode``, ``num_envs``, ``status`` (``"ok"`` or
         ``"not run: <reason>"``), ``env_steps``, ``step_calls``, ``resets``, ``wall_s``, ``setup_s``,
-        ``steps_per_s``, ``resets_per_s``, ``mean_iou`` (mean ``info["iou"]`` over the timed steps), ``vs_single`` (steps/s over the ``single`` row's), ``vs_one_runner`` (RLlib rows: over the
-        one-runner row's), ``cpu_s`` and ``cores`` (CPU seconds this process and the async workers or
-        RLlib env runners used in the timed loop, and that over ``wall_s``: how many cores the mode really
-        got; None without ``/proc``) and ``load_avg`` (the machine's 1-minute load average when the row ended: other
-        jobs' load lowers the vector modes' ratios). Rows come in dataset, policy, mode order.
+        ``steps_per_s``, ``resets_per_s``, ``mean_iou`` (mean ``info["iou"]`` over the timed steps),
+        ``vs_single`` (steps/s over the ``single`` row's), ``vs_one_runner`` (RLlib rows: over the one-runner
+        row's), ``cpu_s`` and ``cores`` (CPU seconds this process and the async workers or RLlib env runners
+        used in the timed loop, and that over ``wall_s``: how many cores the mode really got; None without
+        ``/proc``) and ``load_avg`` (the machine's 1-minute load average when the row ended: other jobs'
+        load lowers the vector modes' ratios). Rows come in dataset, policy, mode order.
 
     Raises:
         ValueError: an unknown policy or mode, or ``num_envs``/``steps`` below 1.

@@ -78,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
         session = PlaySession(cfg)
         app = create_app(session, token=token)
         what = f"recording to {session.writer.path} (session {session.session_id})"
+        if not session.u.caption and cfg.start == "empty":
+            print("hlmat play: note: this sample has no description; with --start box the page shows which "
+                  "object to annotate", file=sys.stderr, flush=True)
     sock = listening_socket(args.host, args.port)
     port = sock.getsockname()[1]
     shown = f"[{args.host}]" if ":" in args.host else args.host

@@ -210,7 +210,7 @@ class PlaySession:
         ious = [s.iou for s in self._steps]
         return {
             "session_id": self.session_id, "sample_id": self.ids[self._index], "index": self._index,
-            "n_samples": self.n, "caption": self.u.caption, "width": w, "height": h,
+            "n_samples": self.n, "caption": self.u.caption, "start": self.config.start, "width": w, "height": h,
             "num_clicks": len(self._steps), "max_clicks": self.config.max_clicks,
             "clicks": [{"x": s.x, "y": s.y, "positive": s.positive} for s in self._steps],
             "ended": self._ended, "finished": self._finished, "recorded": self.writer.count,

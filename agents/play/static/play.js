@@ -55,7 +55,7 @@ function render(s) {
   const img = new Image();
   img.onload = () => { ctx.drawImage(img, 0, 0); canvas.dataset.clicks = String(s.num_clicks); };
   img.src = s.image;
-  $("caption").textContent = s.caption ? "\u201c" + s.caption + "\u201d" : "(no description: annotate the object you are asked about)";
+  $("caption").textContent = s.caption ? "\u201c" + s.caption + "\u201d" : s.start === "box" ? "(no description: refine the object in the box)" : "(this dataset has no descriptions: start the server with --start box to show which object to annotate)";
   $("sample").textContent = "sample " + s.sample_id;
   $("progress").textContent = (s.index + 1) + " of " + s.n_samples;
   $("clicks").textContent = s.num_clicks;

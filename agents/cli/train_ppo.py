@@ -62,6 +62,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="with --place map: refinement clicks may be positive only in cells where the target map "
                         "outside the mask reaches T (the shipped ppo:grounded: 0.7; default: 0 = off)")
     p.add_argument("--train-trunk", action="store_true", help="fine-tune the trunk too (default: frozen)")
+    p.add_argument("--critic", choices=("shared", "separate"), default="shared",
+                   help="grounded policies: PPO's value on the shared trunk (one network, three heads) or on its own "
+                        "copy of the trunk (default: shared)")
+    p.add_argument("--prm-coef", type=float, default=0.0, metavar="C",
+                   help="grounded policies: train the PRM head (the trunk's IoU estimate) by regression on the "
+                        "states' IoU (from the env's rewards) after each PPO update, with weight C (default: 0 = off)")
+    p.add_argument("--prm-epochs", type=int, default=1, help="passes of that regression per update (default: 1)")
+    p.add_argument("--target-kl", type=float, default=0.02,
+                   help="PPO stops an update's epochs early past this KL (default: 0.02)")
+    p.add_argument("--gamma", type=float, default=0.9, help="discount (default: 0.9)")
+    p.add_argument("--checkpoint-every", type=int, default=2048, metavar="STEPS",
+                   help="save checkpoints/ppo_<steps>_steps.zip every STEPS env steps (default: 2048)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return p
@@ -87,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
                  n_steps=args.n_steps, width=args.width, seed=args.seed, env_id=args.env_id,
                  n_epochs=args.n_epochs, clip_range=args.clip_range, ent_coef=args.ent_coef,
                  trunk=args.trunk, train_trunk=args.train_trunk,
-                 trunk_flips=args.trunk_flips, place=args.place, positive_threshold=args.positive_threshold)
+                 trunk_flips=args.trunk_flips, place=args.place, positive_threshold=args.positive_threshold,
+                 critic=args.critic, prm_coef=args.prm_coef, prm_epochs=args.prm_epochs, target_kl=args.target_kl,
+                 gamma=args.gamma, checkpoint_every=args.checkpoint_every)
     print(f"saved {path} (load it with --agent ppo:{args.out})")
     return 0

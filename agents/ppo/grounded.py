@@ -52,6 +52,9 @@ class GroundedClickNet(BaseFeaturesExtractor):
         grid: click grid size; finish: whether the action space ends with a finish action.
         width: channels of the head; value_dim: size of the value features.
         train_trunk: let gradients reach the trunk (default: frozen, kept in eval mode).
+        prm_head: train the trunk's IoU head (:meth:`PRMNet.iou`: its verifier and correction layers) even when
+            the trunk is frozen: the third head of the actor-critic, whose estimate feeds the finish logit and
+            the value features and which :class:`agents.ppo.heads.PRMCriticPPO` regresses on the env's IoU.
         flips: the target map and the PRM estimate are averaged over this many flips (1-4) of image and caption
             (test-time augmentation, as :class:`agents.prm.scorer.LearnedPRM` does; 4 costs 4 trunk passes). Not saved
             as a weight: set ``flips`` on a loaded policy (``PPOAgent(..., trunk_flips=4)``).
@@ -65,7 +68,7 @@ class GroundedClickNet(BaseFeaturesExtractor):
 
     def __init__(self, observation_space: gym.spaces.Dict, prm_config: dict | None = None, grid: int = 32,
                  finish: bool = True, width: int = 32, value_dim: int = 64, train_trunk: bool = False,
-                 flips: int = 1):
+                 flips: int = 1, prm_head: bool = False):
         self.grid, self.finish, self.value_dim = int(grid), bool(finish), int(value_dim)
         self.n_logits = 2 * self.grid**2 + int(self.finish)
         super().__init__(observation_space, self.n_logits + self.value_dim)
@@ -76,8 +79,11 @@ class GroundedClickNet(BaseFeaturesExtractor):
         if observation_space["caption"].shape[0] != self.trunk.config.caption_len:
             raise ValueError(f"caption code of length {observation_space['caption'].shape[0]} does not fit the "
                              f"trunk's {self.trunk.config.caption_len}: wrap with caption_code='hashed'")
-        self.train_trunk, self.flips = bool(train_trunk), flips
+        self.train_trunk, self.flips, self.prm_head = bool(train_trunk), flips, bool(prm_head)
         self.trunk.requires_grad_(self.train_trunk)
+        if self.prm_head:
+            for part in prm_head_modules(self.trunk):
+                part.requires_grad_(True)
         self.size, self.clicks = int(size), c >= 6
         w = int(width)
         planes = 11 + 2 * self.clicks  # RGB, p, m, p(1-m), (1-p)m, their depths, x, y[, clicks]
@@ -121,17 +127,25 @@ class GroundedClickNet(BaseFeaturesExtractor):
         if rgb.shape[-1] != self.trunk.config.size:
             rgb = F.interpolate(rgb, size=self.trunk.config.size, mode="area")
         mask = F.adaptive_avg_pool2d(x[:, 3:4], self.trunk.config.size)[:, 0]
-        with torch.set_grad_enabled(self.train_trunk and torch.is_grad_enabled()):
-            probs, ests = [], []
-            for f in range(self.flips):  # bit 0: left-right, bit 1: up-down (agents.prm.train.flip_maps)
-                cap = observations["caption"]
-                for bit, axis in ((1, "x"), (2, "y")):
-                    cap = mirror_code(cap, "hashed", axis) if f & bit else cap
-                code = self.trunk.scene(flip_maps(rgb, f) * 255.0, cap)
-                probs.append(torch.sigmoid(flip_maps(code.logits, f)))
+        grad = torch.is_grad_enabled()
+        probs, ests = [], []
+        for f in range(self.flips):  # bit 0: left-right, bit 1: up-down (agents.prm.train.flip_maps)
+            cap = observations["caption"]
+            for bit, axis in ((1, "x"), (2, "y")):
+                cap = mirror_code(cap, "hashed", axis) if f & bit else cap
+            cache = getattr(self, "scene_cache", None)
+            if cache is not None and self.flips == 1 and not self.train_trunk:
+                code = cache.take(cache.rows)  # the frozen pass of these rows, computed once per rollout
+                if len(code.logits) != len(rgb):
+                    raise RuntimeError(f"scene cache holds {len(code.logits)} rows for a batch of {len(rgb)}")
+            else:
+                with torch.set_grad_enabled(self.train_trunk and grad):
+                    code = self.trunk.scene(flip_maps(rgb, f) * 255.0, cap)
+            probs.append(torch.sigmoid(flip_maps(code.logits, f)))
+            with torch.set_grad_enabled((self.train_trunk or self.prm_head) and grad):
                 ests.append(self.trunk.iou(code, flip_maps(mask, f) * 255.0))
-                if f == 0:
-                    logits = code.logits[:, None]
+            if f == 0:
+                logits = code.logits[:, None]
         return torch.stack(probs).mean(0)[:, None], torch.stack(ests).mean(0), logits
 
     def maps(self, observations: dict[str, torch.Tensor],
@@ -171,6 +185,12 @@ class GroundedClickNet(BaseFeaturesExtractor):
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
         """The module's forward pass (shapes as in the class docstring)."""
         return self.maps(observations)[0]
+
+
+def prm_head_modules(trunk: PRMNet) -> list[nn.Module]:
+    """The parts of ``trunk`` that only its IoU estimate uses (:meth:`PRMNet.iou`'s verifier and correction):
+    the PRM head of :class:`GroundedClickNet`, trainable with ``prm_head=True`` while the grounding stays frozen."""
+    return [trunk.verifier, trunk.correction]
 
 
 def load_trunk(policy, prm_path) -> None:

@@ -46,6 +46,9 @@ class PPOConfig:
     positive_threshold: float = 0.0
     trunk_flips: int | None = None  # flips of the trunk's map when the saved policy acts and in BC with a frozen
     # trunk (its maps are computed once); PPO's updates use one pass
+    critic: str = "shared"  # grounded policies: the value on the shared trunk or on its own copy (agents.ppo.heads)
+    prm_coef: float = 0.0  # grounded policies: weight of the PRM head's IoU regression after each update (0: off)
+    prm_epochs: int = 1
 
     def __post_init__(self) -> None:
         if self.trunk is not None:
@@ -57,18 +60,29 @@ class PPOConfig:
         return {"size": self.size, "grid": self.grid, "finish": self.finish, "clicks": self.clicks,
                 "caption": self.caption, "caption_code": self.caption_code}
 
-    def policy_kwargs(self) -> dict[str, Any]:
+    def policy_kwargs(self, prm_config: dict | None = None) -> dict[str, Any]:
         """SB3 ``policy_kwargs`` of :class:`agents.ppo.policy.SpatialPolicy`: the plain
         :class:`~agents.ppo.policy.ClickNet`, or with ``trunk`` (a PRM checkpoint) the
-        :class:`~agents.ppo.grounded.GroundedClickNet` of that PRM's architecture."""
+        :class:`~agents.ppo.grounded.GroundedClickNet` of that PRM's architecture (``prm_config``: that
+        architecture as a dict, when it comes from a saved policy rather than the checkpoint), with the
+        ``critic`` layout and a trainable PRM head when ``prm_coef > 0`` (:func:`agents.ppo.heads.policy_kwargs_for`)."""
         if self.trunk is None:
+            if self.critic != "shared" or self.prm_coef > 0:
+                raise ValueError("critic='separate' and prm_coef need a grounded policy (a PRM trunk)")
             return {"features_extractor_kwargs": {"width": self.width}}
         from agents.ppo.grounded import GroundedClickNet
-        from agents.prm.train import load_prm_net
+        from agents.ppo.heads import policy_kwargs_for
 
-        prm = load_prm_net(self.trunk).config.to_dict()
-        return {"features_extractor_class": GroundedClickNet,
-                "features_extractor_kwargs": {"width": self.width, "prm_config": prm, "train_trunk": self.train_trunk}}
+        if prm_config is None:
+            from agents.prm.train import load_prm_net
+
+            prm_config = load_prm_net(self.trunk).config.to_dict()
+        base = {"features_extractor_class": GroundedClickNet,
+                "features_extractor_kwargs": {"width": self.width, "prm_config": prm_config,
+                                              "train_trunk": self.train_trunk}}
+        if self.critic == "shared" and self.prm_coef <= 0:
+            return base
+        return policy_kwargs_for(base, self.critic, prm_head=self.prm_coef > 0)
 
 
 def demo_settings(dataset: Any, segmenter: Any, cfg: PPOConfig) -> dict[str, Any]:
@@ -142,6 +156,7 @@ def train(dataset: Any = "synthetic:train", segmenter: Any = "default", out: str
 
     from agents.ppo.bc import behaviour_clone, load_or_generate
     from agents.ppo.curve import plot_training_curve
+    from agents.ppo.heads import PRMCriticPPO, load_weights
     from agents.ppo.policy import SpatialPolicy
 
     torch.set_num_threads(1)
@@ -157,20 +172,27 @@ def train(dataset: Any = "synthetic:train", segmenter: Any = "default", out: str
     start = _resume_point(out) if resume else None
     if start is not None:
         log.info("resuming from %s", start)
-        model = PPO.load(start, env=venv, device="cpu")
+        model = PRMCriticPPO.load(start, env=venv, device="cpu")
     else:
-        model = PPO(SpatialPolicy, venv, n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
-                    learning_rate=cfg.learning_rate, clip_range=cfg.clip_range, target_kl=cfg.target_kl,
-                    ent_coef=cfg.ent_coef, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, seed=cfg.seed,
-                    policy_kwargs=cfg.policy_kwargs(), device="cpu", verbose=0)
-        if cfg.trunk is not None:
-            from agents.ppo.grounded import load_trunk
-
-            load_trunk(model.policy, cfg.trunk)
+        init = None
         if init_from is not None:
             from agents.ppo.agent import resolve_model
 
-            model.policy.load_state_dict(PPO.load(resolve_model(init_from), device="cpu").policy.state_dict())
+            init = PPO.load(resolve_model(init_from), device="cpu")
+        # a saved grounded policy carries its trunk's architecture and weights: its PRM file is not needed
+        init_prm = (init.policy_kwargs.get("features_extractor_kwargs", {}).get("prm_config")
+                    if init is not None else None)
+        model = PRMCriticPPO(SpatialPolicy, venv, n_steps=cfg.n_steps, batch_size=cfg.batch_size,
+                             n_epochs=cfg.n_epochs, learning_rate=cfg.learning_rate, clip_range=cfg.clip_range,
+                             target_kl=cfg.target_kl, ent_coef=cfg.ent_coef, gamma=cfg.gamma,
+                             gae_lambda=cfg.gae_lambda, seed=cfg.seed, policy_kwargs=cfg.policy_kwargs(init_prm),
+                             prm_coef=cfg.prm_coef, prm_epochs=cfg.prm_epochs, device="cpu", verbose=0)
+        if cfg.trunk is not None and init is None:
+            from agents.ppo.grounded import load_trunk
+
+            load_trunk(model.policy, cfg.trunk)
+        if init is not None:
+            load_weights(model.policy, init.policy.state_dict())
         if bc_demos is not None:
             demos = load_or_generate(bc_demos, partial(make_env, dataset, segmenter, cfg), bc_episodes,
                                      workers=cfg.n_envs, first_click_episodes=bc_first_clicks,

@@ -75,7 +75,8 @@ def test_clicks_outside_the_image_and_bad_bodies_are_rejected(tmp_path):
         assert r.status_code == 422, (x, y, r.text)
         assert f"({x}, {y}) lies outside the {w}x{h} image" in r.json()["detail"]
     for body in ({"x": "5", "y": 5, "positive": True}, {"x": 5.5, "y": 5, "positive": True},
-                 {"x": 5, "y": 5, "positive": "yes"}, {"x": 5, "y": 5}, {"x": 5, "y": 5, "positive": True, "path": "/etc"},
+                 {"x": 5, "y": 5, "positive": "yes"}, {"x": 5, "y": 5},
+                 {"x": 5, "y": 5, "positive": True, "path": "/etc"},
                  {"x": 10**6, "y": 5, "positive": True}, {"x": 5, "y": 5, "positive": True, "client_t": -1}):
         r = client.post("/api/click", json=body, headers=H)
         assert r.status_code == 422, (body, r.text)

@@ -87,7 +87,8 @@ def click_pixel(driver, canvas, x: int, y: int, kind: str) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
 
-    rect = driver.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.width, r.height];", canvas)
+    rect = driver.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.width, r.height];",
+                                 canvas)
     zx, zy = rect[0] / int(canvas.get_attribute("width")), rect[1] / int(canvas.get_attribute("height"))
     dx, dy = round((x + 0.5) * zx - rect[0] / 2), round((y + 0.5) * zy - rect[1] / 2)  # from the centre
     chain = ActionChains(driver).move_to_element_with_offset(canvas, dx, dy)
@@ -138,7 +139,8 @@ def test_annotate_in_the_browser_and_replay(tmp_path, request):
         browser.find_element(By.TAG_NAME, "body").send_keys("f")  # finish by key
         wait_for(browser, "return document.body.dataset.ended === 'true';")
         assert "IoU" in browser.find_element(By.ID, "result").text
-        shot = REPO / "docs" / "img" / "play.png" if os.environ.get("HLMAT_WRITE_DOCS_IMG") == "1" else tmp_path / "play.png"
+        docs = os.environ.get("HLMAT_WRITE_DOCS_IMG") == "1"
+        shot = REPO / "docs" / "img" / "play.png" if docs else tmp_path / "play.png"
         time.sleep(0.2)  # the last frame's image decodes asynchronously
         browser.save_screenshot(str(shot))
         assert shot.stat().st_size > 10_000

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 from agents.lazy import lazy_getattr
 
-__all__ = ["PlayConfig", "PlaySession", "ReplaySource", "create_app", "play_report", "read_human", "replay_in_env"]
+__all__ = ["PlayConfig", "PlaySession", "ReplaySource", "create_app", "play_report", "read_human",
+           "replay_in_env"]
 
 _LAZY = {"PlayConfig": "agents.play.session", "PlaySession": "agents.play.session",
          "ReplaySource": "agents.play.replay", "replay_in_env": "agents.play.replay",
-         "create_app": "agents.play.app", "play_report": "agents.play.report", "read_human": "agents.play.recording"}
+         "create_app": "agents.play.app", "play_report": "agents.play.report",
+         "read_human": "agents.play.recording"}
 
 __getattr__ = lazy_getattr("agents.play", _LAZY)

@@ -16,7 +16,6 @@ from agents.play.recording import iter_human_records
 from agents.play.session import png_data_url
 from hlmat_env.actions import Click
 from hlmat_env.errors import DatasetError, HLMATError
-from hlmat_env.masks import decode_rle
 from hlmat_env.render import render_state
 from hlmat_env.trajectories import Trajectory, iter_trajectories
 
@@ -95,19 +94,24 @@ class ReplaySource:
         from hlmat_env.errors import UnknownName
 
         if not 0 <= episode < len(self.records):
-            raise UnknownName(f"no episode {episode}: the file holds {len(self.records)} (0..{len(self.records) - 1})")
+            n = len(self.records)
+            raise UnknownName(f"no episode {episode}: the file holds {n} (0..{n - 1})")
         traj, raw = self.records[episode]
         if not 0 <= step <= len(traj.clicks):
-            raise UnknownName(f"episode {episode} has {len(traj.clicks)} clicks: step must be in [0, {len(traj.clicks)}]")
+            k = len(traj.clicks)
+            raise UnknownName(f"episode {episode} has {k} clicks: step must be in [0, {k}]")
         image = self._image(traj)
         mask = traj.mask_before(step)
         clicks = [s.click for s in traj.clicks[:step]]
         times = [c.get("t") for c in raw.get("clicks", [])] if raw else []
+        last = None
+        if step:
+            c = clicks[-1]
+            last = {"x": c.x, "y": c.y, "positive": c.positive, "t": times[step - 1] if len(times) >= step else None}
         return {"episode": episode, "step": step, "num_steps": len(traj.clicks), "episode_id": traj.episode_id,
-                "sample_id": traj.sample_id, "caption": traj.caption, "annotator": raw.get("annotator", "robot/agent"),
-                "ious": [traj.start_iou] + [s.iou for s in traj.clicks],
-                "click": None if step == 0 else {"x": clicks[-1].x, "y": clicks[-1].y, "positive": clicks[-1].positive,
-                                                 "t": times[step - 1] if len(times) >= step else None},
+                "sample_id": traj.sample_id, "caption": traj.caption,
+                "annotator": raw.get("annotator", "robot/agent"),
+                "ious": [traj.start_iou] + [s.iou for s in traj.clicks], "click": last,
                 "width": traj.width, "height": traj.height,
                 "image": png_data_url(render_state(image, mask, clicks))}
 

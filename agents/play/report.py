@@ -2,8 +2,8 @@
 
 For each group of human episodes with the same dataset, segmenter and start state:
 
-- **metrics**: the benchmark's (NoC@85/90, NoF, mIoU@k, cIoU, gIoU; :func:`agents.tools.benchmark.summarize_episodes`)
-  for the humans (all sessions, then each session when there are several) and for each agent (``oracle`` is
+- **metrics**: the benchmark's (NoC@85/90, NoF, mIoU@k, cIoU, gIoU;
+  :func:`agents.tools.benchmark.summarize_episodes`) for the humans (all sessions, then each session when there are several) and for each agent (``oracle`` is
   the robot user) run by :func:`agents.tools.benchmark.evaluate` on the distinct samples the humans annotated.
   ``s/click`` is the human's time from the sample shown (or the previous click) to the click; for an agent it is
   the compute time of a decision plus the env step;
@@ -55,7 +55,8 @@ class GroupReport:
         head = f"## {self.dataset}, segmenter {self.segmenter}, start {self.start} ({self.samples} samples)\n\n"
         c = self.clicks
         rows = [("human clicks compared", f"{c['n']:.0f}"),
-                ("distance to the robot user's click, mean / median (px)", f"{c['dist_mean']:.1f} / {c['dist_median']:.1f}"),
+                ("distance to the robot user's click, mean / median (px)",
+                 f"{c['dist_mean']:.1f} / {c['dist_median']:.1f}"),
                 ("distance, mean (% of the image diagonal)", f"{100 * c['dist_diag_mean']:.1f}"),
                 ("same sign as the robot user", _pct(c["same_sign"])),
                 ("on an error pixel of its kind", _pct(c["on_error"])),
@@ -63,7 +64,8 @@ class GroupReport:
                 ("inside the largest error region: robot user", _pct(c["in_largest_robot"]))]
         table = "| human vs robot user | value |\n|---|---|\n" + "".join(f"| {a} | {b} |\n" for a, b in rows)
         if self.paired:
-            table += ("\n| agent minus humans, IoU at the budget (per sample) | mean | 95% interval |\n|---|---|---|\n"
+            table += ("\n| agent minus humans, IoU at the budget (per sample) | mean | 95% interval |\n"
+                      "|---|---|---|\n"
                       + "".join(f"| {k} | {100 * v['diff']:+.1f} | [{100 * v['lo']:+.1f}, {100 * v['hi']:+.1f}] |\n"
                                 for k, v in self.paired.items()))
         return head + markdown_table(self.metrics) + "\n`s/step` = seconds per click.\n\n" + table
@@ -122,7 +124,8 @@ def compare_clicks(pairs: Sequence[tuple[Trajectory, np.ndarray]]) -> dict[str, 
             in_h.append(bool(largest[step.y, step.x]))
             in_r.append(bool(largest[robot.y, robot.x]))
     mean = lambda v: float(np.mean(v)) if v else float("nan")  # noqa: E731
-    return {"n": float(len(dist)), "dist_mean": mean(dist), "dist_median": float(np.median(dist)) if dist else float("nan"),
+    return {"n": float(len(dist)), "dist_mean": mean(dist),
+            "dist_median": float(np.median(dist)) if dist else float("nan"),
             "dist_diag_mean": mean(diag), "same_sign": mean(same), "on_error": mean(on_err),
             "in_largest_human": mean(in_h), "in_largest_robot": mean(in_r)}
 
@@ -194,7 +197,8 @@ def write_report(reports: Sequence[GroupReport], out: str | Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     doc = [{"dataset": r.dataset, "segmenter": r.segmenter, "start": r.start, "samples": r.samples,
-            "metrics": r.metrics, "clicks": r.clicks, "paired": r.paired, "miou_ks": list(MIOU_KS)} for r in reports]
+            "metrics": r.metrics, "clicks": r.clicks, "paired": r.paired, "miou_ks": list(MIOU_KS)}
+           for r in reports]
     (out / "report.json").write_text(json.dumps(doc, indent=2, allow_nan=True) + "\n")
     (out / "report.md").write_text("# Humans on the benchmark\n\n" + "\n".join(r.markdown() for r in reports))
     return out

@@ -282,3 +282,15 @@ def test_an_episode_finished_without_clicks_is_recorded_and_reported(tmp_path):
     [rep] = play_report(tmp_path, [], max_clicks=5)
     assert rep.start == "box" and rep.clicks["n"] == 0
     assert rep.metrics["human (1 session(s))"]["miou@5"] == pytest.approx(s["iou"])
+
+
+def test_a_server_error_answers_json_with_a_message(tmp_path, monkeypatch):
+    session = PlaySession(PlayConfig(dataset="synthetic:val", out=tmp_path, limit=2))
+    client = TestClient(create_app(session, token=TOKEN), raise_server_exceptions=False)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("segmenter exploded")
+
+    monkeypatch.setattr(session, "click", broken)
+    r = client.post("/api/click", json={"x": 1, "y": 1, "positive": True}, headers=H)
+    assert r.status_code == 500 and r.json()["detail"] == "server error: RuntimeError: segmenter exploded"

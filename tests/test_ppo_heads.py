@@ -163,3 +163,33 @@ def test_scene_cache_gives_the_features_of_a_fresh_pass(prm_path):
     for a, b in zip(fresh, cached):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     assert model.policy.features_extractor.scene_cache is None  # gone after the update
+
+
+def test_policy_prm_reads_the_policy_head_and_drives_the_stop_signal(prm_path, tmp_path):
+    from agents.prm.scorer import load_prm
+    from agents.prm.stop import PRMStop
+
+    path = train(TRAIN, DiscSegmenter(), tmp_path / "p", timesteps=0, subproc=False, n_envs=1, max_clicks=3,
+                 size=32, grid=GRID, width=8, progress=False, trunk=prm_path)
+    agent = PPOAgent(path, trunk_flips=1)
+    prm = load_prm("policy", agent=agent)
+    s = VAL[0]
+    image, target = np.asarray(s.image), np.asarray(s.target) == 1
+    half = target.copy()
+    half[: half.shape[0] // 2] = False
+    est = prm.score_batch(image, [target, half, np.zeros_like(target)], s.caption)
+    assert est[2] == 0.0 and all(0.0 <= e <= 1.0 for e in est) and est[0] == pytest.approx(prm.score(image, target,
+                                                                                                   s.caption))
+    # the same number as the head on the observation the agent itself builds for that state
+    from types import SimpleNamespace
+
+    wrapped = agent.observation({"image": image, "mask": target.astype(np.uint8) * 255, "caption": s.caption},
+                                SimpleNamespace(clicks=(), mask=target))
+    pre = preprocess_obs({k: torch.as_tensor(v[None]) for k, v in wrapped.items()},
+                         agent.model.policy.observation_space, normalize_images=True)
+    with torch.no_grad():
+        assert est[0] == pytest.approx(float(prm_estimate(agent.model.policy, pre)[0]), abs=1e-6)
+    res = benchmark([PRMStop(agent, prm)], VAL, DiscSegmenter(), max_clicks=3, progress=False)
+    assert len(res.episodes) == 1
+    with pytest.raises(ValueError, match="PRM trunk"):
+        load_prm("policy", agent=object())

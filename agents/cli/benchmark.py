@@ -34,7 +34,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--agent-kwargs", default=None, metavar="JSON",
                    help='extra agent arguments per kind, as JSON: \'{"mllm": {"max_new_tokens": 32}}\'')
     p.add_argument("--prm", default=None, help="PRM for --stop/--search: checkpoint (hlmat train-prm), several "
-                                              "comma-separated (their mean) or 'mllm'")
+                                              "comma-separated (their mean), 'mllm', or 'policy' (a grounded ppo "
+                                              "agent's own PRM head)")
     p.add_argument("--stop", choices=("none", "prm"), default="none",
                    help="prm: stop when the PRM estimate stops improving, answer the best-estimated step")
     p.add_argument("--search", type=int, default=1, metavar="K",

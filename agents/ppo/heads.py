@@ -230,3 +230,42 @@ class _Cache:
         if rows is None:
             raise RuntimeError("scene cache: no minibatch rows selected")
         return self.code.take(torch.as_tensor(rows))
+
+
+class PolicyPRM:
+    """The PRM head of a grounded PPO policy as a process reward model (the
+    :class:`agents.prm.scorer.PRM` interface: ``score`` / ``score_batch``), so ``--stop prm`` and tree search
+    can read the policy's own IoU estimate (``hlmat benchmark --agent ppo:DIR --stop prm --prm policy``).
+    An empty mask scores 0, as for :class:`agents.prm.scorer.LearnedPRM`.
+
+    Args:
+        agent: a :class:`agents.ppo.PPOAgent` whose policy has a PRM trunk
+            (:class:`~agents.ppo.grounded.GroundedClickNet`); its ``flips`` setting applies.
+    """
+
+    def __init__(self, agent: Any):
+        fe = getattr(getattr(getattr(agent, "model", None), "policy", None), "features_extractor", None)
+        if not hasattr(fe, "ground"):
+            raise ValueError("the 'policy' PRM needs a ppo agent whose policy has a PRM trunk (ppo:grounded)")
+        self.agent = agent
+
+    def score(self, image: np.ndarray, mask: np.ndarray, caption: str = "") -> float:
+        """IoU estimate in [0, 1] of bool HxW ``mask`` on uint8 HxWx3 ``image`` (see the class docstring)."""
+        return self.score_batch(image, [mask], caption)[0]
+
+    def score_batch(self, image: np.ndarray, masks: Any, caption: str = "") -> list[float]:
+        """Estimates of several masks of one image, in order."""
+        from hlmat_env.captions import caption_code
+        from hlmat_env.wrappers import stack_image_mask
+
+        cfg, policy = self.agent.cfg, self.agent.model.policy
+        shape = np.asarray(image).shape[:2]
+        clicks = () if cfg["clicks"] else None  # click planes do not reach the estimate
+        images = np.stack([stack_image_mask(image, np.asarray(m, bool).astype(np.uint8) * 255, cfg["size"], clicks,
+                                            shape) for m in masks])
+        code = caption_code(caption, cfg.get("caption_code", "multihot"))
+        obs = {"image": torch.as_tensor(images), "caption": torch.as_tensor(np.stack([code] * len(masks)))}
+        with torch.no_grad():
+            pre = preprocess_obs(obs, policy.observation_space, normalize_images=policy.normalize_images)
+            est = prm_estimate(policy, pre).double().numpy()
+        return [0.0 if not np.any(m) else float(e) for m, e in zip(masks, est)]

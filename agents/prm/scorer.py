@@ -159,11 +159,15 @@ class MLLMPRM:
 
 def load_prm(spec: str | PRM, agent: Any = None) -> PRM:
     """A PRM from a spec: a checkpoint path (:class:`LearnedPRM`), comma-separated checkpoint paths (their
-    :class:`EnsemblePRM`) or ``"mllm"`` (:class:`MLLMPRM` around ``agent``, which must be given). A PRM object
-    is returned as is.
+    :class:`EnsemblePRM`), ``"mllm"`` (:class:`MLLMPRM` around ``agent``, which must be given) or ``"policy"``
+    (a grounded ``ppo`` agent's own PRM head, :class:`agents.ppo.heads.PolicyPRM`). A PRM object is returned as is.
     """
     if not isinstance(spec, str):
         return spec
+    if spec == "policy":  # a grounded PPO policy's own PRM head (agents.ppo.heads)
+        from agents.ppo.heads import PolicyPRM
+
+        return PolicyPRM(agent)
     if spec == "mllm":
         if agent is None:
             raise ValueError("the 'mllm' PRM reads an MLLM agent's 'Current IOU' estimate; pass agent=")

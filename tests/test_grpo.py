@@ -138,3 +138,26 @@ def test_resume_continues_and_refuses_other_settings(tiny, tmp_path, monkeypatch
     assert state["global_step"] == 2
     with pytest.raises(HLMATError, match="other settings"):
         grpo_train.grpo(tiny["qwen2-vl"], DATASET, out, resume=True, **{**kw, "group_size": 4})
+
+
+@pytest.mark.slow
+def test_the_trl_example_runs_and_its_rewards_replay():
+    """examples/grpo_trl.py, as a user runs it (a subprocess): every printed reward is the replayed final IoU
+    (minus the penalty for an unparseable answer)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    proc = subprocess.run([sys.executable, str(root / "examples" / "grpo_trl.py"), "--steps", "1"],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    first = lines.index("|---|---|---|---|---|---|") + 1
+    rows = [line.rsplit(" | ", 5) for line in lines[first:first + 4]]
+    assert len(rows) == 4
+    for cells in rows:
+        valid, final, reward, replayed = cells[1] == "True", float(cells[3]), float(cells[4]), float(cells[5][:-2])
+        assert final == replayed and reward == pytest.approx(final - (0.0 if valid else 1.0), abs=1e-4)

@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "compare": "compare",
     "tiny-vlm": "tiny_vlm",
     "sft": "sft",
+    "grpo": "grpo",  # GRPO on env episodes for an MLLM policy (TRL)
     "play": "play",  # annotate in the browser (human trajectories), replay any trajectory file
     "play-report": "play_report",  # humans beside the robot user and agents
     "data": "data",  # fetch / list the standard interactive-segmentation sets

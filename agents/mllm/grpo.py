@@ -213,7 +213,8 @@ class HLMATGRPOEnv:
         inputs = self.processor(text=list(texts), images=list(images), return_tensors="pt", padding=True)
         inputs = inputs.to(next(model.parameters()).device)
         kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens or self.max_new_tokens,
-                                  "pad_token_id": self.tokenizer.pad_token_id}
+                                  "pad_token_id": self.tokenizer.pad_token_id,
+                                  "suppress_tokens": vision_token_ids(model.config)}
         if sample:
             kwargs.update(do_sample=True, temperature=temperature, top_k=0, top_p=1.0)
         else:
@@ -305,6 +306,18 @@ class HLMATGRPOEnv:
             m["hlmat/final_iou"].append(float(np.mean([ep.final_iou for ep in episodes])))
             m["hlmat/episode_clicks"].append(float(np.mean([len(ep.actions) for ep in episodes])))
             m["hlmat/episodes_per_s"].append(len(episodes) / max(seconds, 1e-9))
+
+
+VISION_TOKEN_KEYS = ("image_token_id", "image_token_index", "video_token_id", "vision_start_token_id",
+                     "vision_end_token_id")
+"""Config attributes naming placeholder tokens that answers must never contain."""
+
+
+def vision_token_ids(config: Any) -> list[int]:
+    """The image/video placeholder token ids of a model config. They are never sampled: one inside an answer
+    makes the training forward pass count more image tokens than image features (a crash)."""
+    ids = {getattr(config, k, None) for k in VISION_TOKEN_KEYS}
+    return sorted(int(i) for i in ids if isinstance(i, int) and i >= 0)
 
 
 def _as_list(x: Any) -> list:

@@ -24,8 +24,8 @@ SETTINGS_RECORD = "grpo_settings.json"
 """The settings record in ``out`` (checked on ``resume``)."""
 
 RESUME_KEYS = ("model", "dataset", "coords", "group_size", "states", "max_clicks", "invalid_penalty", "beta",
-               "lr", "max_steps", "temperature", "seed", "segmenter")
-"""Settings that must match for ``resume`` to continue a run."""
+               "lr", "temperature", "seed", "segmenter")
+"""Settings that must match for ``resume`` to continue a run (``max_steps`` may grow: train longer)."""
 
 
 def grpo(model_path: str | Path, dataset: str, out: str | Path, *, coords: str | None = None, group_size: int = 8,

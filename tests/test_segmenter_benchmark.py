@@ -1,4 +1,4 @@
-"""``hlmat bench-segmenters`` on two GrabCut images with a 3-click budget."""
+"""``hlmat bench-segmenters`` on two GrabCut images and two synthetic scenes with a 3-click budget."""
 from __future__ import annotations
 
 import json
@@ -11,27 +11,32 @@ from agents.cli import main
 @pytest.mark.slow
 def test_bench_segmenters_writes_table_json_and_plot(grabcut_dir, tmp_path, capsys):
     out = tmp_path / "bench"
-    rc = main(["bench-segmenters", "--segmenter", "default,graphcut", "--dataset", f"folder:{grabcut_dir}",
+    sets = [f"folder:{grabcut_dir}", "synthetic:val"]
+    rc = main(["bench-segmenters", "--segmenter", "default,graphcut", "--dataset", *sets,
                "--limit", "2", "--max-clicks", "3", "--segmenter-kwargs", '{"graphcut": {"side": 64}}',
                "--out", str(out)])
     assert rc == 0
     printed = capsys.readouterr().out
-    assert "| default |" in printed and "| graphcut |" in printed and "NoC@90" in printed
-    assert sum(line.startswith("|---") for line in (out / "segmenters.md").read_text().splitlines()) == 1
+    assert printed.count("| default |") == 2 and printed.count("| graphcut |") == 2 and "NoC@90" in printed
+    md = (out / "segmenters.md").read_text()
+    assert sum(line.startswith("|---") for line in md.splitlines()) == 2  # one table per set
+    assert all(f"### `{spec}`" in md for spec in sets)
     assert (out / "segmenters_curves.png").stat().st_size > 1000
     data = json.loads((out / "segmenters.json").read_text())
-    assert data["meta"]["samples"] == 2 and data["meta"]["max_clicks"] == 3
-    for name in ("default", "graphcut"):
-        res = data["segmenters"][name]
-        assert res["min_cut_backend"] in ("scipy", "pymaxflow")  # which max-flow the times were taken with
-        s = res["summary"]
-        for key in ("noc85", "noc90", "nof85", "nof90", "miou@1", "miou@3", "miou@5", "miou@10", "miou@20",
-                    "sec_per_click_median", "sec_per_click_p90", "set_image_sec_median"):
-            assert key in s, key
-        assert 1 <= s["noc90"] <= 3 and 0 <= s["miou@3"] <= 1 and s["sec_per_click_median"] > 0
-        assert len(res["mean_iou_curve"]) == 3 and len(res["per_sample"]) == 2
-        for episode in res["per_sample"].values():
-            assert 1 <= len(episode["ious"]) <= 3 and len(episode["click_seconds"]) == len(episode["ious"])
+    assert data["meta"]["datasets"] == sets and data["meta"]["max_clicks"] == 3
+    assert data["meta"]["samples"] == {spec: 2 for spec in sets}
+    for spec in sets:
+        for name in ("default", "graphcut"):
+            res = data["sets"][spec][name]
+            assert res["min_cut_backend"] in ("scipy", "pymaxflow")  # which max-flow the times were taken with
+            s = res["summary"]
+            for key in ("noc85", "noc90", "nof85", "nof90", "miou@1", "miou@3", "miou@5", "miou@10", "miou@20",
+                        "sec_per_click_median", "sec_per_click_p90", "set_image_sec_median"):
+                assert key in s, key
+            assert 1 <= s["noc90"] <= 3 and 0 <= s["miou@3"] <= 1 and s["sec_per_click_median"] > 0
+            assert len(res["mean_iou_curve"]) == 3 and len(res["per_sample"]) == 2
+            for episode in res["per_sample"].values():
+                assert 1 <= len(episode["ious"]) <= 3 and len(episode["click_seconds"]) == len(episode["ious"])
 
 
 def test_bench_segmenters_rejects_bad_kwargs(tmp_path):

@@ -5,22 +5,27 @@ import argparse
 import json
 from typing import Any
 
+DEFAULT_SETS = ("folder:../shared/data/grabcut", "folder:../shared/data/coco_mval", "synthetic:val")
+"""The sets the default segmenter is measured on: GrabCut, COCO-MVal (real photos) and the synthetic scenes."""
+
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``hlmat bench-segmenters`` and its flags."""
     p = subparsers.add_parser(
         "bench-segmenters", help="compare segmenters under the standard robot-user protocol",
         description="Runs the robot user (clicked pixels excluded, all clicks and the previous prediction "
-                    "passed to predict) with each segmenter over a dataset; prints a markdown table and "
-                    "writes "
-                    "OUT/segmenters.md, OUT/segmenters.json and OUT/segmenters_curves.png.")
+                    "passed to predict) with each segmenter over one or more datasets; prints a markdown "
+                    "table per dataset and writes OUT/segmenters.md (the tables), OUT/segmenters.json and "
+                    "OUT/segmenters_curves.png (mean IoU vs clicks, one panel per dataset).")
     p.add_argument("--segmenter", default="default,grabcut",
                    help="comma-separated segmenter names; ratios are against the first "
                         "(default: default,grabcut)")
     p.add_argument("--segmenter-kwargs", default="{}", metavar="JSON",
                    help="JSON object of constructor kwargs per segmenter name, "
                         "e.g. '{\"sam\": {\"sam_checkpoint\": \"x.pth\", \"sam_model_type\": \"vit_b\"}}'")
-    p.add_argument("--dataset", default="folder:../shared/data/grabcut", help="dataset spec")
+    p.add_argument("--dataset", nargs="+", default=list(DEFAULT_SETS), metavar="SPEC",
+                   help="one or more dataset specs, each with its own table and plot panel "
+                        f"(default: {' '.join(DEFAULT_SETS)})")
     p.add_argument("--limit", type=int, default=None, help="use only the first N samples")
     p.add_argument("--max-clicks", type=int, default=20, help="click budget per sample (default: 20)")
     p.add_argument("--out", required=True, help="output folder")
@@ -50,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from agents.tools.segmenter_benchmark import (
         markdown_table,
         mean_curve,
-        plot_curves,
+        plot_sets,
         run_episode,
         summarize_runs,
     )
@@ -64,30 +69,35 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"--max-clicks must be >= 1, got {args.max_clicks}")
     kwargs = _parse_kwargs(args.segmenter_kwargs, names)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    dataset = make_dataset(args.dataset)
-    n = len(dataset) if args.limit is None else min(len(dataset), max(1, args.limit))
-    results: dict[str, dict[str, Any]] = {}
-    for name in names:
-        segmenter = make_segmenter(name, **kwargs.get(name, {}))
-        runs = []
-        for i in tqdm(range(n), desc=name, unit="img"):
-            runs.append(run_episode(segmenter, dataset[i], args.max_clicks))
-        results[name] = {
-            "min_cut_backend": getattr(segmenter, "min_cut_backend", None),  # timing context (same masks)
-            "summary": summarize_runs(runs, args.max_clicks),
-            "mean_iou_curve": mean_curve(runs, args.max_clicks),
-            "per_sample": {r.sample_id: {"ious": r.ious, "click_seconds": r.click_seconds,
-                                         "set_image_seconds": r.set_image_seconds} for r in runs},
-        }
-    table = markdown_table(results)
-    print(table)
+    sets: dict[str, dict[str, Any]] = {}
+    samples: dict[str, int] = {}
+    for spec in args.dataset:
+        dataset = make_dataset(spec)
+        n = samples[spec] = len(dataset) if args.limit is None else min(len(dataset), max(1, args.limit))
+        results: dict[str, dict[str, Any]] = {}
+        for name in names:
+            segmenter = make_segmenter(name, **kwargs.get(name, {}))
+            runs = []
+            for i in tqdm(range(n), desc=f"{name} on {spec}", unit="img"):
+                runs.append(run_episode(segmenter, dataset[i], args.max_clicks))
+            results[name] = {
+                "min_cut_backend": getattr(segmenter, "min_cut_backend", None),  # timing context (same masks)
+                "summary": summarize_runs(runs, args.max_clicks),
+                "mean_iou_curve": mean_curve(runs, args.max_clicks),
+                "per_sample": {r.sample_id: {"ious": r.ious, "click_seconds": r.click_seconds,
+                                             "set_image_seconds": r.set_image_seconds} for r in runs},
+            }
+        sets[spec] = results
+    parts = [f"Robot user, {args.max_clicks} clicks max; ratios are against `{names[0]}`."]
+    for spec, results in sets.items():
+        table = markdown_table(results)
+        print(f"\n{spec} ({samples[spec]} samples)\n{table}")
+        parts.append(f"### `{spec}` ({samples[spec]} samples)\n\n{table}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    header = (f"Dataset `{args.dataset}`, {n} samples, robot user, {args.max_clicks} clicks max. "
-              f"Ratios are against `{names[0]}`.\n\n")
-    (out / "segmenters.md").write_text(header + table + "\n")
-    meta = {"dataset": args.dataset, "samples": n, "max_clicks": args.max_clicks, "segmenter_kwargs": kwargs}
-    (out / "segmenters.json").write_text(json.dumps({"meta": meta, "segmenters": results}, indent=1))
-    plot_curves(results, str(out / "segmenters_curves.png"))
+    (out / "segmenters.md").write_text("\n\n".join(parts) + "\n")
+    meta = {"datasets": list(sets), "samples": samples, "max_clicks": args.max_clicks, "segmenter_kwargs": kwargs}
+    (out / "segmenters.json").write_text(json.dumps({"meta": meta, "sets": sets}, indent=1))
+    plot_sets(sets, str(out / "segmenters_curves.png"))
     print(f"wrote {out / 'segmenters.md'}, {out / 'segmenters.json'}, {out / 'segmenters_curves.png'}")
     return 0

@@ -112,3 +112,27 @@ def plot_curves(results: dict[str, dict[str, Any]], path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_sets(sets: dict[str, dict[str, dict[str, Any]]], path: str) -> None:
+    """Mean IoU vs clicks for several datasets (``{spec: {segmenter: result}}``), one panel per dataset and one
+    curve per segmenter, saved as a PNG (matplotlib, Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(sets), figsize=(4.5 * len(sets), 4), squeeze=False)
+    for ax, (spec, results) in zip(axes[0], sets.items()):
+        for name, res in results.items():
+            curve = res["mean_iou_curve"]
+            ax.plot(range(1, len(curve) + 1), curve, marker="o", markersize=3, label=name)
+        ax.set_title(spec.rstrip("/").split("/")[-1], fontsize=10)
+        ax.set_xlabel("clicks")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("mean IoU")
+    axes[0][0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -118,6 +118,8 @@ def test_unparseable_text_gets_the_penalty(tiny, arch):
 
 
 def test_resume_continues_and_refuses_other_settings(tiny, tmp_path, monkeypatch):
+    import torch
+
     from agents.mllm import grpo_train
 
     calls = []
@@ -131,9 +133,18 @@ def test_resume_continues_and_refuses_other_settings(tiny, tmp_path, monkeypatch
     for f in (out / "checkpoints" / "checkpoint-2").iterdir():  # as if stopped after step 1
         f.unlink()
     (out / "checkpoints" / "checkpoint-2").rmdir()
+    step1, _ = load_vlm(out / "checkpoints" / "checkpoint-1", dtype="float32")
+    with torch.no_grad():  # make step 1's weights unmistakable (a random model's step may leave them as they were)
+        for v in step1.parameters():
+            v.add_(0.01)
+    step1.save_pretrained(out / "checkpoints" / "checkpoint-1")
     calls.clear()
+    seen = {}
+    monkeypatch.setattr(HLMATGRPOEnv, "rollout_func", lambda self, p, t: calls.append(1) or seen.setdefault(
+        "weights", {k: v.detach().clone() for k, v in t.model.state_dict().items()}) and original(self, p, t))
     grpo_train.grpo(tiny["qwen2-vl"], DATASET, out, resume=True, **kw)
     assert len(calls) == 1  # only step 2 ran
+    assert all(v.equal(seen["weights"][k]) for k, v in step1.state_dict().items())  # ...from step 1's weights
     state = json.loads((out / "checkpoints" / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["global_step"] == 2
     with pytest.raises(HLMATError, match="other settings"):

@@ -68,6 +68,33 @@ def test_deterministic_and_prev_fed_back():
     np.testing.assert_array_equal(other.predict(clicks).mask, a.mask)
 
 
+def test_zoom_in_crop_is_a_function_of_clicks_and_mask_alone():
+    """The zoom-in crop holds the previous mask and the clicks; results do not depend on the order of earlier
+    calls (the crop views cached by other calls), and a click on a small object is cut at full resolution."""
+    image = np.clip(np.random.default_rng(0).normal(120, 10, (480, 640, 3)), 0, 255).astype(np.uint8)
+    cv2.circle(image, (500, 100), 12, (230, 40, 40), -1)
+    target = np.zeros((480, 640), bool)
+    cv2.circle(target.view(np.uint8), (500, 100), 12, 1, -1)
+    seg = GraphCutSegmenter()
+    seg.set_image(image)
+    prev = Prediction(target.copy())
+    box = seg._focus_box((88, 113, 488, 513), [Click(500, 100, True), Click(470, 90, False)])
+    y0, y1, x0, x1 = box
+    assert y0 <= 88 and y1 >= 113 and x0 <= 470 and x1 >= 513 and max(y1 - y0, x1 - x0) < 200
+    assert seg._focus_box((0, 480, 0, 600), [Click(300, 200, True)]) == (0, 480, 0, 640)  # large: whole image
+    clicks = [Click(500, 100, True), Click(470, 90, False)]
+    first = seg.predict(clicks, prev).mask
+    seg.predict([Click(100, 400, True)])  # other crops built and cached in between
+    seg.predict([Click(300, 300, True), Click(320, 300, False)], Prediction(~target))
+    again = seg.predict(clicks, prev).mask
+    np.testing.assert_array_equal(first, again)
+    assert seg.scale == 1.0  # the small object's crop is cut at full resolution
+    fresh = GraphCutSegmenter()
+    fresh.set_image(image)
+    np.testing.assert_array_equal(fresh.predict(clicks, prev).mask, first)
+    assert iou(fresh.predict(clicks[:1]).mask, target) > 0.8  # the first click does not flood the grey field
+
+
 def test_empty_clicks_prev_and_box():
     image, target = _scene(2)
     seg = GraphCutSegmenter()

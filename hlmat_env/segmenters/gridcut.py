@@ -42,6 +42,24 @@ def resolve_backend(backend: str) -> str:
     return backend
 
 
+@lru_cache(maxsize=16)
+def _structure(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The CSR layout of an h x w grid graph with a source and a sink (it depends on the shape alone):
+    the permutation of the edge list [grid edges both ways, source edges, sink edges] into CSR order, the
+    row pointers and the column indices."""
+    n = h * w
+    idx = np.arange(n).reshape(h, w)
+    a = np.concatenate([idx[:, :-1].ravel(), idx[:-1].ravel()])
+    b = np.concatenate([idx[:, 1:].ravel(), idx[1:].ravel()])
+    src, sink = n, n + 1
+    rows = np.concatenate([a, b, np.full(n, src), np.arange(n)])
+    cols = np.concatenate([b, a, np.arange(n), np.full(n, sink)])
+    order = np.lexsort((cols, rows))
+    counts = np.bincount(rows, minlength=n + 2)
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    return order, indptr, cols[order].astype(np.int32)  # shared between solvers: never written to
+
+
 class GridCut:
     """Min-cut solver for one image grid (SciPy: the CSR structure is built in ``__init__``, reused per call).
 
@@ -62,20 +80,9 @@ class GridCut:
         self._wy = np.round(wy * resolution).astype(np.int64)
         if self.backend == "pymaxflow":
             return  # the graph is built per solve; the CSR structure below is SciPy's
-        idx = np.arange(n).reshape(h, w)
-        a = np.concatenate([idx[:, :-1].ravel(), idx[:-1].ravel()])
-        b = np.concatenate([idx[:, 1:].ravel(), idx[1:].ravel()])
         pair = np.concatenate([self._wx[:, :-1].ravel(), self._wy[:-1].ravel()]).astype(np.int32)
-        src, sink = n, n + 1
-        rows = np.concatenate([a, b, np.full(n, src), np.arange(n)])
-        cols = np.concatenate([b, a, np.arange(n), np.full(n, sink)])
-        order = np.lexsort((cols, rows))
-        self._order = order
+        self._order, self._indptr, self._indices = _structure(h, w)
         self._pair = np.concatenate([pair, pair])
-        self._npair = 2 * len(a)
-        counts = np.bincount(rows, minlength=n + 2)
-        self._indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
-        self._indices = cols[order].astype(np.int32)
 
     def solve(self, cost_fg: np.ndarray, cost_bg: np.ndarray) -> np.ndarray:
         """Minimum-energy labelling.

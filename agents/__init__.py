@@ -15,7 +15,8 @@ The rooms, one capability each: ``baselines`` (oracle, random), ``ppo`` (PPO bas
 tiny VLM, SFT), ``prm`` (process reward model, stop signal, tree search), ``star`` (StaR+ relabelling),
 ``tools`` (benchmark, demonstrations, statistics, results, speed tests), ``play`` (people annotate from a
 browser page, their episodes recorded; replays; humans beside the robot user), ``research`` (one-off model
-surgery) and ``cli`` (the ``hlmat`` command). Heavy parts (torch, stable-baselines3, transformers) load on first use.
+surgery), ``rllib`` (RLlib: RLModule, PPO config, env creator for env runners on a Ray cluster) and ``cli``
+(the ``hlmat`` command). Heavy parts (torch, stable-baselines3, transformers) load on first use.
 """
 from __future__ import annotations
 

@@ -166,7 +166,7 @@ def test_module_refuses_other_action_spaces(rllib):
 
 
 @pytest.mark.slow
-def test_ppo_with_two_env_runners_trains_the_module(ray_session):
+def test_ppo_with_two_env_runners_trains_the_module(ray_session, tmp_path):
     """The example, tiny: 2 iterations of PPO with 2 remote env runners (one torch thread each)."""
     spec = importlib.util.spec_from_file_location("rllib_ppo_example", ROOT / "examples" / "rllib_ppo.py")
     example = importlib.util.module_from_spec(spec)
@@ -174,13 +174,14 @@ def test_ppo_with_two_env_runners_trains_the_module(ray_session):
     result = example.main(["--dataset", "synthetic:train", "--env-runners", "2", "--iterations", "2",
                            "--batch", "64", "--minibatch", "32", "--epochs", "1", "--size", "32",
                            "--grid", "8",
-                           "--max-clicks", "4", "--eval-episodes", "2"])
+                           "--max-clicks", "4", "--eval-episodes", "2", "--out", str(tmp_path / "ckpt")])
     assert result["num_env_runners"] == 2
     assert [h["env_steps"] for h in result["history"]] == [64, 128]
     assert result["weight_change"] > 0 and result["runners_synced"]  # learnt, and the runners got the weights
     for h in result["history"]:
         assert all(math.isfinite(h[k]) for k in ("policy_loss", "vf_loss", "entropy", "return_mean"))
     assert 0.0 <= result["eval_iou"] <= 1.0
+    assert (tmp_path / "ckpt").is_dir() and any((tmp_path / "ckpt").iterdir())  # an RLlib checkpoint
 
 
 def test_bench_env_module_policy_in_one_env_and_not_in_vector_envs(rllib):

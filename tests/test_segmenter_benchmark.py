@@ -39,6 +39,20 @@ def test_bench_segmenters_writes_table_json_and_plot(grabcut_dir, tmp_path, caps
                 assert 1 <= len(episode["ious"]) <= 3 and len(episode["click_seconds"]) == len(episode["ious"])
 
 
+def test_bench_segmenters_half(tmp_path):
+    """``--half odd`` keeps the samples at odd positions (the held-out half of coco_mval)."""
+    out = tmp_path / "bench"
+    rc = main(["bench-segmenters", "--segmenter", "default", "--dataset", "synthetic:val", "--half", "odd",
+               "--limit", "2", "--max-clicks", "1", "--out", str(out)])
+    assert rc == 0
+    data = json.loads((out / "segmenters.json").read_text())
+    ids = list(data["sets"]["synthetic:val"]["default"]["per_sample"])
+    from hlmat_env.datasets import make_dataset
+
+    ds = make_dataset("synthetic:val")
+    assert ids == [ds[1].sample_id, ds[3].sample_id] and data["meta"]["half"] == "odd"
+
+
 def test_bench_segmenters_rejects_bad_kwargs(tmp_path):
     with pytest.raises(SystemExit, match="not valid JSON"):
         main(["bench-segmenters", "--segmenter", "default", "--segmenter-kwargs", "{side: 3}",

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 DEFAULT_SETS = ("folder:../shared/data/grabcut", "folder:../shared/data/coco_mval", "synthetic:val")
-"""The sets the default segmenter is measured on: GrabCut, COCO-MVal (real photos) and the synthetic scenes."""
+"""The sets the default segmenter is measured on: GrabCut, COCO-MVal (real photos), the synthetic scenes."""
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -26,6 +26,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--dataset", nargs="+", default=list(DEFAULT_SETS), metavar="SPEC",
                    help="one or more dataset specs, each with its own table and plot panel "
                         f"(default: {' '.join(DEFAULT_SETS)})")
+    p.add_argument("--half", choices=("even", "odd"), default=None,
+                   help="use only the samples at even (0, 2, 4...) or odd positions of each dataset: on "
+                        "coco_mval, the tuning and the held-out half of the default segmenter")
     p.add_argument("--limit", type=int, default=None, help="use only the first N samples")
     p.add_argument("--max-clicks", type=int, default=20, help="click budget per sample (default: 20)")
     p.add_argument("--out", required=True, help="output folder")
@@ -73,12 +76,17 @@ def run(args: argparse.Namespace) -> int:
     samples: dict[str, int] = {}
     for spec in args.dataset:
         dataset = make_dataset(spec)
-        n = samples[spec] = len(dataset) if args.limit is None else min(len(dataset), max(1, args.limit))
+        index = list(range(len(dataset)))
+        if args.half is not None:
+            index = index[0 if args.half == "even" else 1::2]
+        if args.limit is not None:
+            index = index[:max(1, args.limit)]
+        n = samples[spec] = len(index)
         results: dict[str, dict[str, Any]] = {}
         for name in names:
             segmenter = make_segmenter(name, **kwargs.get(name, {}))
             runs = []
-            for i in tqdm(range(n), desc=f"{name} on {spec}", unit="img"):
+            for i in tqdm(index, desc=f"{name} on {spec}", unit="img"):
                 runs.append(run_episode(segmenter, dataset[i], args.max_clicks))
             results[name] = {
                 "min_cut_backend": getattr(segmenter, "min_cut_backend", None),  # timing context (same masks)
@@ -88,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
                                              "set_image_seconds": r.set_image_seconds} for r in runs},
             }
         sets[spec] = results
-    parts = [f"Robot user, {args.max_clicks} clicks max; ratios are against `{names[0]}`."]
+    half = "" if args.half is None else f"; samples at {args.half} positions only"
+    parts = [f"Robot user, {args.max_clicks} clicks max{half}; ratios are against `{names[0]}`."]
     for spec, results in sets.items():
         table = markdown_table(results)
         print(f"\n{spec} ({samples[spec]} samples)\n{table}")
@@ -96,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "segmenters.md").write_text("\n\n".join(parts) + "\n")
-    meta = {"datasets": list(sets), "samples": samples, "max_clicks": args.max_clicks, "segmenter_kwargs": kwargs}
+    meta = {"datasets": list(sets), "samples": samples, "half": args.half, "max_clicks": args.max_clicks,
+            "segmenter_kwargs": kwargs}
     (out / "segmenters.json").write_text(json.dumps({"meta": meta, "sets": sets}, indent=1))
     plot_sets(sets, str(out / "segmenters_curves.png"))
     print(f"wrote {out / 'segmenters.md'}, {out / 'segmenters.json'}, {out / 'segmenters_curves.png'}")

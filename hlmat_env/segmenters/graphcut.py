@@ -161,10 +161,10 @@ class GraphCutSegmenter:
 
     def _use_view(self, box: tuple[int, int, int, int]) -> None:
         """Make the working grid the full-resolution crop ``box`` (y0, y1, x0, x1), downscaled so that its
-        long side is at most ``side`` pixels (built once per crop, the last few kept)."""
+        long side is at most ``side`` pixels (built on demand; the whole image's and the latest crop's kept)."""
         if box not in self._views:
-            if len(self._views) > 4:
-                self._views.pop(next(k for k in self._views if k != self._full_box))
+            for key in [k for k in self._views if k != self._full_box]:
+                del self._views[key]
             self._views[box] = self._build_view(box)
         self.__dict__.update(self._views[box])
 

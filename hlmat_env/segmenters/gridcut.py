@@ -42,7 +42,6 @@ def resolve_backend(backend: str) -> str:
     return backend
 
 
-@lru_cache(maxsize=16)
 def _structure(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The CSR layout of an h x w grid graph with a source and a sink (it depends on the shape alone):
     the permutation of the edge list [grid edges both ways, source edges, sink edges] into CSR order, the
@@ -57,7 +56,7 @@ def _structure(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     order = np.lexsort((cols, rows))
     counts = np.bincount(rows, minlength=n + 2)
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
-    return order, indptr, cols[order].astype(np.int32)  # shared between solvers: never written to
+    return order, indptr, cols[order].astype(np.int32)
 
 
 class GridCut:

@@ -28,15 +28,17 @@ def test_bench_segmenters_writes_table_json_and_plot(grabcut_dir, tmp_path, caps
     for spec in sets:
         for name in ("default", "graphcut"):
             res = data["sets"][spec][name]
-            assert res["min_cut_backend"] in ("scipy", "pymaxflow")  # which max-flow the times were taken with
+            assert res["min_cut_backend"] in ("scipy", "pymaxflow")  # the max-flow the times were taken with
             s = res["summary"]
-            for key in ("noc85", "noc90", "nof85", "nof90", "miou@1", "miou@3", "miou@5", "miou@10", "miou@20",
+            for key in ("noc85", "noc90", "nof85", "nof90", "miou@1", "miou@3", "miou@5", "miou@10",
+                        "miou@20",
                         "sec_per_click_median", "sec_per_click_p90", "set_image_sec_median"):
                 assert key in s, key
             assert 1 <= s["noc90"] <= 3 and 0 <= s["miou@3"] <= 1 and s["sec_per_click_median"] > 0
             assert len(res["mean_iou_curve"]) == 3 and len(res["per_sample"]) == 2
             for episode in res["per_sample"].values():
-                assert 1 <= len(episode["ious"]) <= 3 and len(episode["click_seconds"]) == len(episode["ious"])
+                assert 1 <= len(episode["ious"]) <= 3
+                assert len(episode["click_seconds"]) == len(episode["ious"])
 
 
 def test_bench_segmenters_half(tmp_path):

@@ -101,3 +101,45 @@ def test_end_to_end_sft_beats_random(tiny, tmp_path):
         scores[spec.split(":")[0]] = (parse, miou)
     assert scores["mllm"][0] >= 0.99, scores
     assert scores["mllm"][1] >= scores["random"][1] + 0.2, scores
+
+
+def _weights(folder):
+    from agents.mllm.policy import load_vlm
+
+    model, _ = load_vlm(folder, dtype="float32")
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_resume_restores_the_checkpoint_weights(tiny, trl_dir, tmp_path, monkeypatch):
+    """A run stopped after its step-2 checkpoint and resumed (a) starts its first resumed step from that
+    checkpoint's weights, not the start model's (transformers 5.x Trainer's own resume loads none of them for
+    these VLMs), and (b) ends with the weights of the same run done in one go."""
+    import shutil
+
+    import torch
+    from transformers import Trainer
+
+    kw = dict(coords=CODEC, epochs=1, batch_size=1, lr=5e-3, save_steps=2, logging_steps=1)
+    data = tmp_path / "data"
+    export_trl(demonstrations(1, max_clicks=4), data, coords=CODEC)
+    assert len(load_samples(data)) >= 4
+    whole = sft(data, tiny, tmp_path / "whole", **kw)
+    stopped = tmp_path / "stopped" / "checkpoints"
+    stopped.mkdir(parents=True)
+    shutil.copytree(whole / "checkpoints" / "checkpoint-2", stopped / "checkpoint-2")  # as if killed after step 2
+    ckpt, start = _weights(stopped / "checkpoint-2"), _weights(tiny)
+    assert any(not v.equal(start[k]) for k, v in ckpt.items())  # two steps moved the weights
+
+    seen = {}
+    original = Trainer.training_step
+
+    def first_step(self, model, *a, **k):
+        seen.setdefault("weights", {n: v.detach().clone() for n, v in model.state_dict().items()})
+        return original(self, model, *a, **k)
+
+    monkeypatch.setattr(Trainer, "training_step", first_step)
+    resumed = sft(data, tiny, stopped.parent, resume=True, **kw)
+    assert seen["weights"].keys() == ckpt.keys()
+    assert all(v.equal(seen["weights"][k]) for k, v in ckpt.items())  # step 3 ran on step 2's weights
+    a, b = _weights(whole), _weights(resumed)
+    assert all(torch.allclose(v, b[k], atol=1e-5) for k, v in a.items())  # the same end as one uninterrupted run

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.mllm.policy import DEFAULT_CODEC, complete_model_folder, load_vlm, saved_codec
+from agents.mllm.resume import resume_weights
 from agents.tools.settings_record import check_record, write_record
 
 log = logging.getLogger(__name__)
@@ -68,9 +69,10 @@ def grpo(model_path: str | Path, dataset: str, out: str | Path, *, coords: str |
                 "max_new_tokens": max_new_tokens, "seed": seed, "segmenter": segmenter, "device": device,
                 "trainer": "trl.GRPOTrainer", "rollout": "HLMATGRPOEnv (one turn per row, greedy continuation)"}
     has_ckpt = ckpt_dir.is_dir() and any(ckpt_dir.glob("checkpoint-*"))
+    last = None
     if resume and has_ckpt:
         check_record(out / SETTINGS_RECORD, settings, f"the GRPO run in {out}", keys=RESUME_KEYS)
-        load_weights(model, _last_checkpoint(ckpt_dir))
+        last = resume_weights(model, ckpt_dir)  # Trainer's own resume restores none of a VLM's weights
     write_record(out / SETTINGS_RECORD, settings)
     torch.manual_seed(seed)
     env = HLMATGRPOEnv(model, processor, dataset, codec=coords, max_clicks=max_clicks,
@@ -96,33 +98,13 @@ def grpo(model_path: str | Path, dataset: str, out: str | Path, *, coords: str |
         os.environ.pop("TENSORBOARD_LOGGING_DIR")
     else:
         os.environ["TENSORBOARD_LOGGING_DIR"] = old_tb
-    trainer.train(resume_from_checkpoint=True if resume and has_ckpt else None)
+    trainer.train(resume_from_checkpoint=str(last) if last else None)
     trainer.save_model(str(out))
     complete_model_folder(out, processor, {"coords": coords, "base_model": str(model_path),
                                            "trained_by": "hlmat grpo"})
     log.info("GRPO: %d episodes, parse rate %.3f, %.1f env steps", env.totals["episodes"],
              env.totals["valid"] / max(1, env.totals["answers"]), env.totals["env_steps"])
     return out
-
-
-def _last_checkpoint(ckpt_dir: Path) -> Path:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return Path(get_last_checkpoint(str(ckpt_dir)))
-
-
-def load_weights(model: Any, folder: str | Path) -> None:
-    """Copy the weights saved in ``folder`` (a ``save_pretrained`` checkpoint) into ``model``, strictly.
-
-    ``Trainer``'s own resume does not restore them for these VLMs (transformers 5.24): ``save_pretrained``
-    writes the checkpoint-format key names (``model.layers...``) and the resume loads the file into the model
-    as it is (``model.language_model.layers...``), so every key is "missing" and the weights stay those of
-    the start model; ``from_pretrained`` maps the names back. The optimizer, scheduler, RNG and step count
-    still come from ``Trainer``.
-    """
-    saved = type(model).from_pretrained(folder, dtype=next(model.parameters()).dtype)
-    model.load_state_dict(saved.state_dict(), strict=True)
-    log.info("resumed the weights of %s", folder)
 
 
 def _loadable_checkpoints(processor: Any, settings: dict[str, Any]):

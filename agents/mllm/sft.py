@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.mllm.policy import complete_model_folder, load_vlm, user_turn
+from agents.mllm.resume import resume_weights
 from hlmat_env.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -184,8 +185,8 @@ def sft(data: str | Path, model_path: str | Path, out: str | Path, *, coords: st
     settings = {"coords": coords, "base_model": str(model_path), "samples": len(samples)}
     trainer = Trainer(model=model, args=args, train_dataset=_EncodedDataset(samples, collator), data_collator=collator,
                       callbacks=[_loadable_checkpoints(processor, settings)])
-    has_ckpt = ckpt_dir.is_dir() and any(ckpt_dir.glob("checkpoint-*"))
-    trainer.train(resume_from_checkpoint=True if resume and has_ckpt else None)
+    last = resume_weights(model, ckpt_dir) if resume else None  # Trainer's own resume restores none of a VLM's
+    trainer.train(resume_from_checkpoint=str(last) if last else None)  # weights; it restores the rest
     trainer.save_model(str(out))
     complete_model_folder(out, processor, settings)
     return out

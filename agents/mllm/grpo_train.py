@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.mllm.policy import DEFAULT_CODEC, complete_model_folder, load_vlm, saved_codec
-from agents.mllm.resume import resume_weights
+from agents.mllm.resume import loadable_checkpoints, resume_weights
 from agents.tools.settings_record import check_record, write_record
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def grpo(model_path: str | Path, dataset: str, out: str | Path, *, coords: str |
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(out / "runs")  # read once, by the TensorBoard callback
     trainer = GRPOTrainer(model=model, reward_funcs=env.reward, args=args, train_dataset=env.dataset(),
                           processing_class=processor, rollout_func=env.rollout_func,
-                          callbacks=[_loadable_checkpoints(processor, {"coords": coords, "base_model": str(model_path),
+                          callbacks=[loadable_checkpoints(processor, {"coords": coords, "base_model": str(model_path),
                                                                        "trained_by": "hlmat grpo"})])
     if old_tb is None:
         os.environ.pop("TENSORBOARD_LOGGING_DIR")
@@ -106,16 +106,3 @@ def grpo(model_path: str | Path, dataset: str, out: str | Path, *, coords: str |
              env.totals["valid"] / max(1, env.totals["answers"]), env.totals["env_steps"])
     return out
 
-
-def _loadable_checkpoints(processor: Any, settings: dict[str, Any]):
-    from transformers import TrainerCallback
-
-    class LoadableCheckpoints(TrainerCallback):
-        """Each ``checkpoint-N`` also gets the processor and ``hlmat.json`` (it loads as ``mllm:PATH``)."""
-
-        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if folder.is_dir():
-                complete_model_folder(folder, processor, settings)
-
-    return LoadableCheckpoints()

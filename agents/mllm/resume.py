@@ -1,4 +1,5 @@
-"""Resuming a ``Trainer`` run of a VLM: the weights of the last ``checkpoint-N``, for ``sft`` and ``grpo``.
+"""Checkpoints of a ``Trainer`` run of a VLM, for ``sft`` and ``grpo``: each loadable as ``mllm:PATH``, and resuming
+from the weights of the last ``checkpoint-N``.
 
 ``Trainer``'s own resume restores none of these VLMs' weights (transformers 5.24): ``save_pretrained`` writes the
 checkpoint-format key names (``model.layers...``) and the resume loads the file into the model as it is
@@ -32,3 +33,19 @@ def resume_weights(model: Any, ckpt_dir: str | Path) -> Path | None:
         return None
     load_weights(model, last)
     return Path(last)
+
+
+def loadable_checkpoints(processor: Any, settings: dict[str, Any]) -> Any:
+    """A ``TrainerCallback`` that gives each ``checkpoint-N`` the processor and ``hlmat.json`` too, so that an
+    intermediate checkpoint can be benchmarked as it is (``mllm:OUT/checkpoints/checkpoint-N``)."""
+    from transformers import TrainerCallback
+
+    from agents.mllm.policy import complete_model_folder
+
+    class LoadableCheckpoints(TrainerCallback):
+        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if folder.is_dir():
+                complete_model_folder(folder, processor, settings)
+
+    return LoadableCheckpoints()

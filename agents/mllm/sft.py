@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.mllm.policy import complete_model_folder, load_vlm, user_turn
-from agents.mllm.resume import resume_weights
+from agents.mllm.resume import loadable_checkpoints, resume_weights
 from hlmat_env.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -184,27 +184,13 @@ def sft(data: str | Path, model_path: str | Path, out: str | Path, *, coords: st
     )
     settings = {"coords": coords, "base_model": str(model_path), "samples": len(samples)}
     trainer = Trainer(model=model, args=args, train_dataset=_EncodedDataset(samples, collator), data_collator=collator,
-                      callbacks=[_loadable_checkpoints(processor, settings)])
+                      callbacks=[loadable_checkpoints(processor, settings)])
     last = resume_weights(model, ckpt_dir) if resume else None  # Trainer's own resume restores none of a VLM's
     trainer.train(resume_from_checkpoint=str(last) if last else None)  # weights; it restores the rest
     trainer.save_model(str(out))
     complete_model_folder(out, processor, settings)
     return out
 
-
-def _loadable_checkpoints(processor: Any, settings: dict[str, Any]):
-    from transformers import TrainerCallback
-
-    class LoadableCheckpoints(TrainerCallback):
-        """Each ``checkpoint-N`` also gets the processor and ``hlmat.json``, so that an intermediate checkpoint
-        can be benchmarked as it is (``mllm:OUT/checkpoints/checkpoint-N``)."""
-
-        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if folder.is_dir():
-                complete_model_folder(folder, processor, settings)
-
-    return LoadableCheckpoints()
 
 
 class _EncodedDataset:

@@ -22,20 +22,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 from torch.nn import functional as F
 
-
-class FiLM(nn.Module):
-    """``relu(x * (1 + gamma(code)) + beta(code))``; starts as a plain ReLU (zero-initialised)."""
-
-    def __init__(self, code_dim: int, channels: int):
-        super().__init__()
-        self.linear = nn.Linear(max(code_dim, 1), 2 * channels)
-        nn.init.zeros_(self.linear.weight)
-        nn.init.zeros_(self.linear.bias)
-
-    def forward(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
-        """The module's forward pass (shapes as in the class docstring)."""
-        gamma, beta = self.linear(code).chunk(2, dim=1)
-        return F.relu(x * (1 + gamma[..., None, None]) + beta[..., None, None])
+from agents.ppo.film import FiLM
 
 
 class ClickNet(BaseFeaturesExtractor):

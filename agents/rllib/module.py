@@ -31,19 +31,7 @@ from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import nn
 from torch.nn import functional as F
 
-
-class _FiLM(nn.Module):
-    """``relu(x * (1 + gamma(code)) + beta(code))``; a plain ReLU at initialisation."""
-
-    def __init__(self, code_dim: int, channels: int):
-        super().__init__()
-        self.linear = nn.Linear(max(code_dim, 1), 2 * channels)
-        nn.init.zeros_(self.linear.weight)
-        nn.init.zeros_(self.linear.bias)
-
-    def forward(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
-        gamma, beta = self.linear(code).chunk(2, dim=1)
-        return F.relu(x * (1 + gamma[..., None, None]) + beta[..., None, None])
+from agents.ppo.film import FiLM
 
 
 def grid_of(action_space: gym.spaces.Space) -> int:
@@ -77,11 +65,11 @@ class ClickCNNModule(TorchRLModule, ValueFunctionAPI):
         cfg = dict(self.model_config or {})
         w, hidden, d = int(cfg.get("width", 32)), int(cfg.get("value_hidden", 64)), self.caption_dim
         self.stem = nn.Conv2d(c + 2, w, 3, stride=2, padding=1)                       # S/2
-        self.conv2, self.film2 = nn.Conv2d(w, w, 3, padding=1), _FiLM(d, w)
-        self.conv3, self.film3 = nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), _FiLM(d, 2 * w)  # S/4
-        self.conv4, self.film4 = nn.Conv2d(2 * w, 2 * w, 3, padding=2, dilation=2), _FiLM(d, 2 * w)
+        self.conv2, self.film2 = nn.Conv2d(w, w, 3, padding=1), FiLM(d, w)
+        self.conv3, self.film3 = nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), FiLM(d, 2 * w)  # S/4
+        self.conv4, self.film4 = nn.Conv2d(2 * w, 2 * w, 3, padding=2, dilation=2), FiLM(d, 2 * w)
         self.context = nn.Linear(4 * w + d + 1, 2 * w)
-        self.conv5, self.film5 = nn.Conv2d(2 * w, 2 * w, 3, padding=1), _FiLM(d, 2 * w)
+        self.conv5, self.film5 = nn.Conv2d(2 * w, 2 * w, 3, padding=1), FiLM(d, 2 * w)
         self.click_head = nn.Conv2d(2 * w, 2, 1)
         self.finish_head = nn.Linear(2 * w + 1, 1)
         self.value_head = nn.Sequential(nn.Linear(2 * w + 1, hidden), nn.ReLU(), nn.Linear(hidden, 1))

@@ -63,12 +63,18 @@ class PPOAgent(Agent):
             cells where the target map outside the mask reaches this value (:func:`cell_max_outside`); 0 = off,
             None: the saved setting. The shipped ``ppo:grounded`` uses ``"map"`` and 0.7 (chosen on 100
             training scenes; positive clicks just outside the object were its costliest mistake).
+        use_judge: look ahead with the step judge named by the settings' ``judge`` entry (a ``.pt`` beside the
+            model, :mod:`agents.ppo.judge`): on a non-empty mask the deterministic agent applies each of its
+            ``judge_candidates`` most probable clicks from a snapshot of the view, restores the snapshot, and
+            clicks the one the judge rates most likely to raise the IoU, or finishes when none reaches
+            ``judge_threshold``. None: on when the settings name a judge.
     """
 
     name = "ppo"
 
     def __init__(self, path: str | Path | None = None, deterministic: bool = True, seed: int | None = 0,
-                 trunk_flips: int | None = None, place: str | None = None, positive_threshold: float | None = None):
+                 trunk_flips: int | None = None, place: str | None = None, positive_threshold: float | None = None,
+                 use_judge: bool | None = None):
         sb3 = require("stable_baselines3", "rl")
         self.path = resolve_model(path)
         self.cfg = json.loads(self.path.with_suffix(".json").read_text())
@@ -92,6 +98,15 @@ class PPOAgent(Agent):
         self.place, self.positive_threshold = place, float(positive_threshold)
         self.deterministic = deterministic
         self.rng = np.random.default_rng(seed)
+        self.judge = None
+        if use_judge or (use_judge is None and self.cfg.get("judge")):
+            if not self.cfg.get("judge"):
+                raise ValueError(f"use_judge: the settings of {self.path} name no step judge")
+            from agents.ppo.judge import load_judge
+
+            self.judge = load_judge(self.path.parent / self.cfg["judge"])
+            self.judge_candidates = int(self.cfg.get("judge_candidates", 3))
+            self.judge_threshold = float(self.cfg.get("judge_threshold", 0.5))
 
     def observation(self, obs: dict, view: Any) -> dict[str, np.ndarray]:
         """The wrapped observation the policy was trained on (see :func:`hlmat_env.wrappers.sb3_wrap`)."""
@@ -141,7 +156,36 @@ class PPOAgent(Agent):
         p = self.probabilities(obs, view)
         if not self.deterministic:
             return self._decision(int(self.rng.choice(len(p), p=p)), view)
-        return self._decision(greedy_action(p, bool(self.cfg["finish"])), view)
+        a = greedy_action(p, bool(self.cfg["finish"]))
+        if self.judge is None or not np.any(view.mask) or (self.cfg["finish"] and a == len(p) - 1):
+            return self._decision(a, view)
+        return self.judged_decision(p, view)
+
+    def judged_decision(self, p: np.ndarray, view: Any) -> Decision:
+        """The candidate click the step judge rates best (see ``use_judge``), or finish. Looks ahead through
+        ``view`` (snapshot, step, restore) and reads only what the view shows: image, masks and clicks."""
+        from agents.ppo.judge import judge_input
+
+        clicks = p[: len(p) - int(bool(self.cfg["finish"]))]
+        order = [int(a) for a in np.argsort(-clicks, kind="stable")[: self.judge_candidates] if clicks[a] > 0]
+        decisions, planes, stats = [], [], []
+        before = np.asarray(view.mask, bool)
+        for a in order:
+            d = self._decision(a, view)
+            snapshot = view.snapshot()
+            view.step(d.action)
+            x, s = judge_input(view.image, before, np.asarray(view.mask, bool), view.clicks)
+            view.restore(snapshot)
+            decisions.append(d)
+            planes.append(x)
+            stats.append(s)
+        if not decisions:
+            return Decision(encode_click(None, *before.shape[::-1], view.coord_bins))
+        scores = self.judge.prob(np.stack(planes), np.stack(stats))
+        best = int(np.argmax(scores))
+        if scores[best] < self.judge_threshold:
+            return Decision(encode_click(None, *before.shape[::-1], view.coord_bins))
+        return decisions[best]
 
     def sample(self, obs: dict, view: Any, k: int, rng: np.random.Generator) -> list[Decision]:
         """``k`` candidate decisions for tree search (see :meth:`agents.base.Agent.sample`)."""

@@ -311,8 +311,10 @@ def test_eval_prm_command_reports_members_and_their_mean(tmp_path, capsys):
     b = save_prm(PRMNet(CFG).eval(), tmp_path / "prm_b" / "prm.pt")
     data = build_prm_dataset("synthetic:val", range(3), config=CFG, rollout_clicks=0, n_degraded=2, seed=0)
     data.save(tmp_path / "states.npz")
-    args = argparse.Namespace(prm=f"{a},{b}", states=str(tmp_path / "states.npz"), flips=2,
-                              out=str(tmp_path / "m.json"))
+    parser = argparse.ArgumentParser().add_subparsers()
+    eval_prm.add_parser(parser)
+    args = parser.choices["eval-prm"].parse_args(["--prm", f"{a},{b}", "--states", str(tmp_path / "states.npz"),
+                                                  "--flips", "2", "--out", str(tmp_path / "m.json")])
     assert eval_prm.run(args) == 0
     got = json.loads((tmp_path / "m.json").read_text())
     pa, pb = predict(load_net(a), data, flips=2), predict(load_net(b), data, flips=2)

@@ -33,9 +33,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--coords", default=None, help="coordinate codec of mllm agents (passed to the mllm agent)")
     p.add_argument("--agent-kwargs", default=None, metavar="JSON",
                    help='extra agent arguments per kind, as JSON: \'{"mllm": {"max_new_tokens": 32}}\'')
-    p.add_argument("--prm", default=None, help="PRM for --stop/--search: checkpoint (hlmat train-prm), several "
-                                              "comma-separated (their mean), 'mllm', or 'policy' (a grounded ppo "
-                                              "agent's own PRM head)")
+    p.add_argument("--prm", default=None, help="PRM for --stop/--search: 'default' (the shipped PRM), a "
+                                              "checkpoint (hlmat train-prm), several comma-separated (their mean), "
+                                              "'mllm', or 'policy' (a grounded ppo agent's own PRM head)")
     p.add_argument("--stop", choices=("none", "prm"), default="none",
                    help="prm: stop when the PRM estimate stops improving, answer the best-estimated step")
     p.add_argument("--search", type=int, default=1, metavar="K",

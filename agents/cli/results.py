@@ -18,7 +18,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (default: docs/results; with --fast: build/results-fast)")
     p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
     p.add_argument("--data", default="../shared/data", help="folder of the real sets grabcut/, coco_mval/")
-    p.add_argument("--prm", default=None, help="PRM checkpoint for the prm section (default: train the small recipe)")
+    p.add_argument("--prm", default=None, help="PRM checkpoint for the prm section, or 'default' (the shipped PRM) "
+                                              "(default: train the small recipe)")
     p.add_argument("--work", default="build/results-work", help="work files: trained PRM, demonstrations")
     p.add_argument("--workers", type=int, default=2, help="processes for demonstration generation (default: 2)")
     p.add_argument("--readme", default=None,

@@ -13,8 +13,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "estimate each mask's IoU with the PRM and write the records with 'prm_iou' and "
                     "'low_quality' (prm_iou < --threshold) added. image_id is matched to the dataset by "
                     "the sample's meta['image_id'], else its sample_id, else its index.")
-    p.add_argument("--prm", required=True, help="PRM checkpoint (file or folder from hlmat train-prm); several "
-                                                 "comma-separated: their mean")
+    p.add_argument("--prm", required=True, help="PRM checkpoint (file or folder from hlmat train-prm, or 'default': "
+                                                 "the shipped PRM); several comma-separated: their mean")
     p.add_argument("--dataset", required=True, help="dataset spec holding the images")
     p.add_argument("--masks", required=True, help="COCO results JSON")
     p.add_argument("--out", required=True, help="output JSON")

@@ -30,6 +30,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--extra-single-clicks", type=int, default=2, metavar="K",
                    help="K masks of one random positive click for each of the --extra-scenes (K segmenter calls "
                         "each): wrong-object and background masks, which degraded targets never are (default: 2)")
+    p.add_argument("--extra-dataset", action="append", default=[], metavar="SPEC",
+                   help="another training dataset, mixed in (repeatable; e.g. a coco: spec of real photos): its "
+                        "first --extra-limit samples get rollout states, the next --extra-scenes (as many as it has) the "
+                        "cheaper states")
+    p.add_argument("--extra-limit", type=int, default=400, metavar="N",
+                   help="samples of each --extra-dataset with rollout states (default: 400)")
+    p.add_argument("--starts", default="empty", metavar="S[,S...]",
+                   help="start states of the noisy rollouts, comma-separated: empty, robot (click 1 is the robot "
+                        "user's: the first-click protocol), box (the box protocol); two rollouts from each "
+                        "(default: empty)")
+    p.add_argument("--caption-dropout", type=float, default=0.0, metavar="P",
+                   help="share of training scenes shown with an empty caption (per batch): states of sets "
+                        "without descriptions, such as folder sets under the first-click protocol (default: 0)")
     p.add_argument("--val-dataset", default="synthetic:val", help="held-out samples (default: synthetic:val)")
     p.add_argument("--val-limit", type=int, default=100,
                    help="report on the first N held-out samples (default: 100)")
@@ -39,10 +52,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="samples of --select-dataset used for selection; must not overlap the report samples "
                         "(default: 100:200; 'none' keeps the last epoch)")
     p.add_argument("--select-from-train", type=int, default=100, metavar="N",
-                   help="instead of --select-*, hold out the states of the last N rollout training samples as "
-                        "the selection split (default: 100; 0 = use --select-*)")
+                   help="instead of --select-*, hold out the states of the last N rollout training samples "
+                        "(of --dataset and of each --extra-dataset) as the selection split (default: 100; "
+                        "0 = use --select-*)")
     p.add_argument("--cache", default=None, metavar="DIR",
-                   help="reuse/write the built states as DIR/{train,extra,select,report}.npz")
+                   help="reuse/write the built states as DIR/{train,extra,select,report}.npz (and "
+                        "DIR/mixK_{train,extra}.npz for the K-th --extra-dataset)")
     p.add_argument("--workers", type=int, default=1, help="processes building states (default: 1)")
     p.add_argument("--rollout-clicks", type=int, default=8, help="clicks per noisy rollout (default: 8)")
     p.add_argument("--n-degraded", type=int, default=5, help="degraded targets per sample (default: 5)")
@@ -96,13 +111,19 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from agents.prm.data import PRMData, build_prm_dataset, demo_states
+    from agents.prm.data import PRMData, build_prm_dataset, check_starts, demo_states
     from agents.prm.model import PRMConfig
     from agents.prm.train import evaluate_prm, save_prm, train_prm
     from agents.tools.settings_record import check_record, write_record
     from hlmat_env.segmenters import segmenter_version
 
     torch.set_num_threads(1)
+    try:
+        starts = check_starts(args.starts.split(","))
+    except ValueError as e:
+        raise SystemExit(f"--starts: {e}") from None
+    if not 0.0 <= args.caption_dropout <= 1.0:
+        raise SystemExit(f"--caption-dropout must be in [0, 1], got {args.caption_dropout}")
     config = PRMConfig(size=args.size, width=args.width, verifier_width=args.verifier_width)
     show = not args.no_progress
     select_ix = None if args.select_from_train else _range(args.select_range)
@@ -110,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"--select-range {args.select_range} overlaps the report samples 0:{args.val_limit} "
                          f"of {args.val_dataset}")
     common = dict(segmenter=args.segmenter, config=config, rollout_clicks=args.rollout_clicks,
-                  n_degraded=args.n_degraded, workers=args.workers, progress=show)
+                  n_degraded=args.n_degraded, workers=args.workers, progress=show, starts=starts)
 
     # every flag that changes the built states, and the segmenter's code version
     recipe = {k: v for k, v in vars(args).items()
@@ -118,6 +139,10 @@ def run(args: argparse.Namespace) -> int:
                        "select_range", "select_from_train", "rollout_clicks", "n_degraded", "segmenter",
                        "size", "seed")}
     recipe["segmenter_version"] = segmenter_version(args.segmenter)
+    if args.extra_dataset:  # recorded only when used, so caches of earlier runs stay valid
+        recipe.update(extra_dataset=args.extra_dataset, extra_limit=args.extra_limit)
+    if starts != ("empty",):
+        recipe["starts"] = list(starts)
 
     def cached(name: str, build: Any) -> PRMData:
         path = Path(args.cache) / f"{name}.npz" if args.cache else None
@@ -131,11 +156,27 @@ def run(args: argparse.Namespace) -> int:
         return data
 
     train = cached("train", lambda: build_prm_dataset(args.dataset, limit=args.limit, seed=args.seed, **common))
+    mixed = []  # (rollout states, cheap states) of each --extra-dataset
+    for k, spec in enumerate(args.extra_dataset):
+        n = len(_dataset(spec, 0))
+        lim = min(args.extra_limit, n)
+        roll = cached(f"mix{k}_train", lambda: build_prm_dataset(spec, limit=lim, seed=args.seed, **common))
+        stop = min(n, lim + args.extra_scenes)
+        rest = (cached(f"mix{k}_extra", lambda: build_prm_dataset(
+            spec, range(lim, stop), seed=args.seed,
+            **{**common, "rollout_clicks": 0, "single_clicks": args.extra_single_clicks})) if stop > lim else None)
+        mixed.append((roll, rest))
     held: set[str] = set()
     if args.select_from_train:
-        held = set(train.scene_ids[-args.select_from_train:])
-        train, select = train.split([sid not in held for sid in train.scene_ids])
-        where = f"last {len(held)} rollout training samples"
+        select_parts = []
+        for part in [train] + [roll for roll, _ in mixed]:
+            last = set(part.scene_ids[-args.select_from_train:])
+            held |= last
+            select_parts.append(part.split([sid in last for sid in part.scene_ids])[0])
+        train = train.split([sid not in held for sid in train.scene_ids])[0]
+        mixed = [(roll.split([sid not in held for sid in roll.scene_ids])[0], rest) for roll, rest in mixed]
+        select = PRMData.concat(select_parts)
+        where = f"last {args.select_from_train} rollout training samples of each training dataset"
     elif select_ix is not None:
         select = cached("select", lambda: build_prm_dataset(args.select_dataset, select_ix, seed=args.seed + 2,
                                                             **common))
@@ -151,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
     if args.data is not None:
         demos = cached("demos", lambda: demo_states(args.data, config, args.dataset))
         parts.append(demos.split([sid not in held for sid in demos.scene_ids])[0])
+    parts += [p for pair in mixed for p in pair if p is not None]
     train = PRMData.concat(parts)
     print(f"PRM states: {len(train)} train ({len(train.scene_ids)} scenes), "
           f"{0 if select is None else len(select)} selection ({where})")
@@ -158,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
                                seed=args.seed if args.train_seed is None else args.train_seed,
                                states_per_scene=args.states_per_scene, iou_loss=args.iou_loss,
                                iou_weight=args.iou_weight, augment_data=not args.no_augment,
-                               progress=show)
+                               caption_dropout=args.caption_dropout, progress=show)
     report = cached("report", lambda: build_prm_dataset(args.val_dataset, limit=args.val_limit,
                                                         seed=args.seed + 1, **common))
     print(f"held-out report states: {len(report)} ({args.val_dataset}, first {args.val_limit} samples)")
@@ -166,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
     one_pass = evaluate_prm(model, report, history["train_mean"])
     metrics.update({f"{k}_1pass": v for k, v in one_pass.items() if k in ("pearson", "spearman", "mae")})
     out = Path(args.out)
-    save_prm(model, out / "prm.pt", metrics)
+    save_prm(model, out / "prm.pt", {**metrics, "train_mean": history["train_mean"]})
     (out / "metrics.json").write_text(json.dumps({"heldout": metrics, "history": history,
                                                   "train_states": len(train), "args": vars(args)}, indent=1) + "\n")
     print(f"best selection epoch {history['best_epoch'] + 1}/{args.epochs}")

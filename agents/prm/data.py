@@ -3,9 +3,10 @@
 For every sample the builder collects (empty masks are skipped: their IoU is trivially 0):
 
 * the masks of the demonstration trajectories of that sample, when a demonstrations folder is given;
-* **noisy-policy rollouts** through the env: each click is the robot user's with probability ``p`` (two
-  rollouts, ``p`` = 0.7 and 0.3), otherwise the robot user's click moved by Gaussian noise (sigma 3-15 px) or a
-  uniformly random pixel, with the sensible sign (positive outside the current mask). These are the states a
+* **noisy-policy rollouts** through the env, from each of the chosen start states (:data:`ROLLOUT_STARTS`:
+  empty, the robot user's first click, the box): each click is the robot user's with probability ``p`` (two
+  rollouts per start, ``p`` = 0.7 and 0.3), otherwise the robot user's click moved by Gaussian noise (sigma
+  3-15 px) or a uniformly random pixel, with the sensible sign (positive outside the current mask). These are the states a
   learned policy visits: partial objects, leaks into the background, other objects;
 * **degraded targets** (:func:`hlmat_env.masks.degrade`: eroded/dilated, shifted, blobs added/cut), the
   target's **bounding box**, and the target itself;
@@ -157,24 +158,44 @@ def noisy_click(env: Any, rng: np.random.Generator, p_expert: float) -> Click | 
     return Click(x, y, positive=not bool(env.mask[y, x]))
 
 
+ROLLOUT_STARTS = ("empty", "robot", "box")
+"""Start states of the noisy rollouts: ``empty`` (an empty mask; every click noisy), ``robot`` (the benchmark's
+first-click protocol: click 1 is the robot user's, then noisy clicks) and ``box`` (the filled bounding box, the
+box protocol)."""
+
+
+def check_starts(starts: Sequence[str]) -> tuple[str, ...]:
+    """``starts`` as a tuple, each one of :data:`ROLLOUT_STARTS` (``ValueError`` naming the bad one)."""
+    starts = tuple(starts)
+    for s in starts:
+        if s not in ROLLOUT_STARTS:
+            raise ValueError(f"rollout start must be one of {list(ROLLOUT_STARTS)}, got {s!r}")
+    if not starts:
+        raise ValueError("at least one rollout start is needed")
+    return starts
+
+
 def _sample_states(env: Any, index: int, rng: np.random.Generator, col: _Collector, rollout_clicks: int,
-                   n_degraded: int, single_clicks: int = 0) -> None:
+                   n_degraded: int, single_clicks: int = 0, starts: Sequence[str] = ("empty",)) -> None:
     u = env.unwrapped
     sample = u.dataset[index]
     target, image, caption, sid = sample.target, sample.image, sample.caption, sample.sample_id
     gt = target > 0
     if not gt.any():
         return
-    for p in (0.7, 0.3) if rollout_clicks > 0 else ():
-        env.reset(seed=int(rng.integers(2**31)), options={"index": index})
-        for _ in range(rollout_clicks):
-            click = noisy_click(u, rng, p)
-            if click is None:
-                break
-            _, _, _, truncated, _ = u.click(click)
-            col.add(image, u.mask, target, caption, sid, f"rollout{p}")
-            if truncated:
-                break
+    for start in starts if rollout_clicks > 0 else ():
+        for p in (0.7, 0.3):
+            env.reset(seed=int(rng.integers(2**31)),
+                      options={"index": index, "start": "box" if start == "box" else "empty"})
+            tag = f"rollout{p}" if start == "empty" else f"rollout{p}-{start}"
+            for k in range(rollout_clicks):
+                click = u.expert_click() if start == "robot" and k == 0 else noisy_click(u, rng, p)
+                if click is None:
+                    break
+                _, _, _, truncated, _ = u.click(click)
+                col.add(image, u.mask, target, caption, sid, tag)
+                if truncated:
+                    break
     for _ in range(n_degraded):
         col.add(image, degrade(target, rng), target, caption, sid, "degraded")
     col.add(image, box_mask(bbox_xywh(gt), gt.shape), target, caption, sid, "box")
@@ -213,7 +234,8 @@ def _demo_states(demos: str | Path, col: _Collector, dataset: Any) -> dict[str, 
 
 def _generated_states(spec: Any, segmenter: Any, ix: Sequence[int] | None, limit: int | None,
                       config: PRMConfig, rollout_clicks: int, n_degraded: int, seed: int,
-                      progress: bool, single_clicks: int = 0) -> PRMData | None:
+                      progress: bool, single_clicks: int = 0,
+                      starts: Sequence[str] = ("empty",)) -> PRMData | None:
     """Rollout, degraded, box and target states of samples ``ix`` of ``spec`` (one rng per sample)."""
     import gymnasium as gym
     from tqdm.auto import tqdm
@@ -226,7 +248,7 @@ def _generated_states(spec: Any, segmenter: Any, ix: Sequence[int] | None, limit
     ix = list(range(n if limit is None else min(n, limit))) if ix is None else ix
     for i in tqdm(ix, desc="PRM states", disable=not progress, unit="sample"):
         rng = np.random.default_rng([seed, int(i)])
-        _sample_states(env, int(i), rng, col, rollout_clicks, n_degraded, single_clicks)
+        _sample_states(env, int(i), rng, col, rollout_clicks, n_degraded, single_clicks, starts)
     env.close()
     return col.data() if col.rows["labels"] else None
 
@@ -245,7 +267,8 @@ def demo_states(demos: str | Path, config: PRMConfig = PRMConfig(), dataset: Any
 def build_prm_dataset(dataset: Any = "synthetic:train", indices: Iterable[int] | None = None, *,
                       segmenter: Any = "default", demos: str | Path | None = None, limit: int | None = None,
                       config: PRMConfig = PRMConfig(), rollout_clicks: int = 10, n_degraded: int = 5,
-                      single_clicks: int = 0, seed: int = 0, workers: int = 1, progress: bool = False) -> PRMData:
+                      single_clicks: int = 0, starts: Sequence[str] = ("empty",), seed: int = 0, workers: int = 1,
+                      progress: bool = False) -> PRMData:
     """Labelled PRM states (see the module docstring).
 
     Args:
@@ -258,10 +281,13 @@ def build_prm_dataset(dataset: Any = "synthetic:train", indices: Iterable[int] |
         config: the PRM input configuration.
         rollout_clicks: clicks per noisy rollout (0: no rollouts, no segmenter calls); n_degraded: degraded targets per sample;
             single_clicks: masks of one random positive click per sample (segmenter calls).
+        starts: start states of the rollouts (:data:`ROLLOUT_STARTS`); two rollouts (``p`` = 0.7 and 0.3)
+            from each.
         seed: base seed; each sample's states come from ``default_rng([seed, index])``, so the result does
             not depend on ``workers``.
         workers: processes that build the generated states (samples split in contiguous chunks).
     """
+    starts = check_starts(starts)
     col = _Collector(config)
     groups: dict[Any, Sequence[int] | None] = {}
     if demos is not None:
@@ -275,7 +301,7 @@ def build_prm_dataset(dataset: Any = "synthetic:train", indices: Iterable[int] |
         spec = dataset if spec == "dataset" else spec
         if workers <= 1:
             parts.append(_generated_states(spec, segmenter, ix, limit, config, rollout_clicks, n_degraded, seed,
-                                           progress, single_clicks))
+                                           progress, single_clicks, starts))
             continue
         if ix is None:
             from hlmat_env.datasets import make_dataset
@@ -287,7 +313,7 @@ def build_prm_dataset(dataset: Any = "synthetic:train", indices: Iterable[int] |
 
         with mp.get_context("fork").Pool(len(chunks)) as pool:
             parts += pool.map(_generated_states_packed, [(spec, segmenter, c, None, config, rollout_clicks,
-                                                        n_degraded, seed, False, single_clicks) for c in chunks])
+                                                        n_degraded, seed, False, single_clicks, starts) for c in chunks])
     parts = [p for p in parts if p is not None]
     if not parts:
         raise ValueError("no PRM training state was produced (empty dataset or empty targets?)")

@@ -158,8 +158,8 @@ class MLLMPRM:
 
 
 def load_prm(spec: str | PRM, agent: Any = None) -> PRM:
-    """A PRM from a spec: a checkpoint path (:class:`LearnedPRM`), comma-separated checkpoint paths (their
-    :class:`EnsemblePRM`), ``"mllm"`` (:class:`MLLMPRM` around ``agent``, which must be given) or ``"policy"``
+    """A PRM from a spec: a checkpoint path (:class:`LearnedPRM`), ``"default"`` (the shipped default PRM,
+    :func:`default_prm_path`), comma-separated checkpoint paths (their :class:`EnsemblePRM`), ``"mllm"`` (:class:`MLLMPRM` around ``agent``, which must be given) or ``"policy"``
     (a grounded ``ppo`` agent's own PRM head, :class:`agents.ppo.heads.PolicyPRM`). A PRM object is returned as is.
     """
     if not isinstance(spec, str):
@@ -176,6 +176,30 @@ def load_prm(spec: str | PRM, agent: Any = None) -> PRM:
     return LearnedPRM(paths[0]) if len(paths) == 1 else EnsemblePRM([LearnedPRM(p) for p in paths])
 
 
+DEFAULT_PRM = "prm_default.pt"
+"""File name of the shipped default PRM in ``agents/assets`` (with its settings record ``prm_default.json``)."""
+
+
+def default_prm_path() -> Path:
+    """The shipped default PRM checkpoint (``agents/assets/prm_default.pt``).
+
+    Raises:
+        CheckpointError: the asset is missing (never a silent fallback to another PRM).
+    """
+    from importlib import resources
+
+    from hlmat_env.errors import CheckpointError
+
+    p = Path(str(resources.files("agents") / "assets" / DEFAULT_PRM))
+    if not p.is_file():
+        raise CheckpointError(f"the default PRM is missing: {p} (the package ships it; reinstall hlmat, or train "
+                              "one with `hlmat train-prm` and pass its path with --prm)")
+    return p
+
+
 def checkpoint_paths(spec: str) -> list[str]:
-    """The checkpoint paths of a learned-PRM spec (one path, or several comma-separated: an ensemble)."""
-    return [p for p in spec.split(",") if p]
+    """The checkpoint paths of a learned-PRM spec (one path, or several comma-separated: an ensemble);
+    ``default`` is the shipped default PRM (:func:`default_prm_path`) unless a file or folder of that name
+    exists."""
+    return [str(default_prm_path()) if p == "default" and not Path(p).exists() else p
+            for p in spec.split(",") if p]

@@ -123,8 +123,8 @@ def evaluate_prm(model: PRMNet, data: PRMData, train_mean: float | None = None, 
 
 def train_prm(train: PRMData, val: PRMData | None = None, *, config: PRMConfig = PRMConfig(), epochs: int = 16,
               batch_size: int = 32, states_per_scene: int = 8, lr: float = 3e-3, weight_decay: float = 1e-4,
-              iou_weight: float = 1.0, iou_loss: str = "l1", augment_data: bool = True, seed: int = 0,
-              device: str = "cpu",
+              iou_weight: float = 1.0, iou_loss: str = "l1", augment_data: bool = True,
+              caption_dropout: float = 0.0, seed: int = 0, device: str = "cpu",
               progress: bool = False) -> tuple[PRMNet, dict[str, Any]]:
     """Fit a :class:`PRMNet`: the map loss (BCE of the target map against the downsampled target plus one minus
     their fuzzy IoU: dense grounding supervision) plus ``iou_weight`` times the error of the IoU
@@ -142,6 +142,9 @@ def train_prm(train: PRMData, val: PRMData | None = None, *, config: PRMConfig =
             third split that played no part in training or selection.
         augment_data: flips (with the caption's relation words swapped) and a brightness/contrast jitter
             (:func:`augment`).
+        caption_dropout: share of the scenes of each batch shown with an empty caption (drawn per batch):
+            the states of data without descriptions (folder sets, the first-click protocol), where the PRM
+            must judge the mask without being told which object is meant.
 
     Returns:
         The model (eval mode, on CPU) and a history ``{"train_loss": [...], "train_bce": [...] (map loss),
@@ -151,12 +154,15 @@ def train_prm(train: PRMData, val: PRMData | None = None, *, config: PRMConfig =
 
     if iou_loss not in ("mse", "l1"):
         raise ValueError(f"iou_loss must be 'mse' or 'l1', got {iou_loss!r}")
+    if not 0.0 <= caption_dropout <= 1.0:
+        raise ValueError(f"caption_dropout must be in [0, 1], got {caption_dropout!r}")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = PRMNet(config).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     caps = caption_table(train.captions, config.caption_dim)
+    no_caption = caption_table([""], config.caption_dim)[0, 0]
     by_scene = [[] for _ in train.scene_ids]
     for i, sc in enumerate(train.state_scene):
         by_scene[sc].append(i)
@@ -181,6 +187,9 @@ def train_prm(train: PRMData, val: PRMData | None = None, *, config: PRMConfig =
             if augment_data:
                 images, (masks, targets) = augment(images, [masks, targets], flips, gen)
             cap = caps[torch.from_numpy(sc), flips]
+            if caption_dropout > 0:
+                drop = torch.rand(len(sc), generator=gen) < caption_dropout
+                cap = torch.where(drop[:, None], no_caption, cap)
             y = torch.from_numpy(train.labels[st]).reshape(-1)
             images, masks, targets, cap, y = (t.to(device) for t in (images, masks, targets, cap, y))
             code = model.scene(images, cap)
@@ -225,6 +234,14 @@ def save_prm(model: PRMNet, path: str | Path, metrics: dict[str, Any] | None = N
     torch.save({"config": model.config.to_dict(), "state_dict": model.state_dict(), "metrics": metrics or {}},
                path)
     return path
+
+
+def checkpoint_metrics(path: str | Path) -> dict[str, Any]:
+    """The metrics saved with a checkpoint (:func:`save_prm`; a folder means its ``prm.pt``): train-prm's
+    held-out report and ``train_mean`` (the mean training label, the constant predictor's estimate)."""
+    path = Path(path)
+    ckpt = torch.load(path / "prm.pt" if path.is_dir() else path, map_location="cpu", weights_only=True)
+    return dict(ckpt.get("metrics") or {})
 
 
 def load_prm_net(path: str | Path) -> PRMNet:

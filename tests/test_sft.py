@@ -50,6 +50,16 @@ def test_both_export_formats_give_the_same_samples(trl_dir, tmp_path):
     assert a[0].answer.startswith("Positive point: (")
 
 
+def test_several_export_folders_are_concatenated(trl_dir, tmp_path):
+    lf = tmp_path / "lf"
+    export_llamafactory(demonstrations(2), lf, coords=CODEC)
+    a, b = load_samples(trl_dir), load_samples(lf)
+    both = load_samples(f"{trl_dir},{lf}")
+    assert [(s.image, s.answer) for s in both] == [(s.image, s.answer) for s in a + b]
+    with pytest.raises(DatasetError, match="no export"):
+        load_samples(f"{trl_dir},{tmp_path / 'missing'}")
+
+
 def test_labels_cover_the_answer_only(tiny, trl_dir):
     from transformers import AutoProcessor
 

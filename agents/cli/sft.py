@@ -12,7 +12,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Loss on the answer tokens only; nothing truncated; checkpoints in OUT/checkpoints (each "
                     "loads as mllm:OUT/checkpoints/checkpoint-N); the final model, processor and hlmat.json "
                     "(the codec) in OUT.")
-    p.add_argument("--data", required=True, help="export folder (hlmat export --format trl|llamafactory)")
+    p.add_argument("--data", required=True, help="export folder (hlmat export --format trl|llamafactory), or several separated "
+                                               "by commas (samples concatenated)")
     p.add_argument("--model", required=True, help="local model folder to start from")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--coords", default="segagent-qwen",

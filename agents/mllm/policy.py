@@ -24,8 +24,21 @@ from hlmat_env.render import overlay_mask
 SETTINGS_FILE = "hlmat.json"
 """Written next to a fine-tuned model by ``hlmat sft``: the codec it was trained with (``{"coords": ...}``)."""
 
+SHIPPED = {"tiny": "mllm_tiny"}
+"""Shipped model names (``mllm:tiny``) -> their folder in ``agents/assets/`` (see docs/models/mllm_tiny.md)."""
+
 DEFAULT_CODEC = {"qwen2_vl": "qwen2", "qwen3_vl": "qwen3", "qwen2_5_vl": "qwen25", "llava": "llava"}
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def resolve_folder(path: str | Path) -> Path:
+    """The model folder of ``path``: a shipped model's folder in ``agents/assets/`` for a name of
+    :data:`SHIPPED` (``"tiny"``) unless a file or folder of that name exists, else ``path`` itself."""
+    if str(path) in SHIPPED and not Path(path).exists():
+        from importlib import resources
+
+        return Path(str(resources.files("agents") / "assets" / SHIPPED[str(path)]))
+    return Path(path)
 
 
 def saved_codec(folder: str | Path) -> str | None:
@@ -91,7 +104,8 @@ class MLLMAgent(Agent):
     """A vision-language model as an HLMAT policy.
 
     Args:
-        path: local model folder (Hugging Face layout, processor included).
+        path: local model folder (Hugging Face layout, processor included), or ``"tiny"``: the shipped tiny
+            Qwen2-VL policy (``agents/assets/mllm_tiny``) unless a folder named ``tiny`` exists.
         coords: codec name (``segagent-qwen``, ``qwen2``, ``qwen3``, ``qwen25``, ``llava``) or a Codec; None
             reads ``hlmat.json`` in the folder (written by ``hlmat sft``), else picks by model type.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``... or ``"auto"`` (CUDA when available).
@@ -109,8 +123,8 @@ class MLLMAgent(Agent):
 
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.path, self.device = Path(path), device
-        self.model, self.processor = load_vlm(path, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+        self.path, self.device = resolve_folder(path), device
+        self.model, self.processor = load_vlm(self.path, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
         if coords is None:
             model_type = getattr(self.model.config, "model_type", "")
             coords = saved_codec(self.path) or DEFAULT_CODEC.get(model_type, "segagent-qwen")
@@ -184,7 +198,7 @@ class MLLMAgent(Agent):
 
 def _make(arg: str | None = None, **kwargs: Any) -> MLLMAgent:
     if not arg:
-        raise ValueError("the mllm agent needs a model folder: 'mllm:PATH'")
+        raise ValueError("the mllm agent needs a model folder: 'mllm:PATH' (or 'mllm:tiny', the shipped one)")
     return MLLMAgent(arg, **kwargs)
 
 

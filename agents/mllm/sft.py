@@ -46,11 +46,14 @@ def _text_of(content: Any) -> str:
 
 
 def load_samples(data: str | Path) -> list[SFTSample]:
-    """Samples of a TRL or LLaMA-Factory export folder (image paths resolved against the folder).
+    """Samples of a TRL or LLaMA-Factory export folder (image paths resolved against the folder), or of several
+    folders given as one string separated by commas (concatenated in order).
 
     Raises:
         DatasetError: no recognised export in ``data``, or a record without image/user/assistant turn.
     """
+    if isinstance(data, str) and "," in data and not Path(data).exists():
+        return [s for folder in data.split(",") if folder for s in load_samples(folder)]
     data = Path(data)
     records: list[tuple[Any, str, str]] = []  # (image path, user text, answer)
     if (data / "train.jsonl").is_file():
@@ -155,6 +158,7 @@ def sft(data: str | Path, model_path: str | Path, out: str | Path, *, coords: st
     """Fine-tune ``model_path`` on the export in ``data`` and save the result to ``out``.
 
     Args:
+        data: an export folder, or several separated by commas (their samples are concatenated).
         coords: the codec the answers were written with; stored in ``out/hlmat.json`` for ``MLLMAgent``.
         max_length: drop (never truncate) samples longer than this many tokens; None keeps all.
         resume: continue from the last checkpoint in ``out/checkpoints`` (a fresh start when there is none).

@@ -116,3 +116,12 @@ def test_record_transitions_labels_clicks_with_the_iou_change(judged_model):
     n = len(data["delta"])
     assert n >= 3 and data["planes"].shape == (n, 10, 16, 16)
     assert np.all(np.abs(data["delta"]) <= 1) and np.all((data["iou"] >= 0) & (data["iou"] <= 1))
+
+
+def test_shipped_ppo_carries_its_judge_and_ppo_synthetic_is_the_previous_policy():
+    from agents.base import make_agent
+
+    shipped, previous = make_agent("ppo"), make_agent("ppo:synthetic")
+    assert shipped.judge is not None and shipped.cfg["judge"] == "ppo_grounded.judge.pt"
+    assert previous.judge is None and previous.path == shipped.path
+    assert 0 < shipped.judge_threshold <= 1 and shipped.judge_candidates >= 1

@@ -51,7 +51,8 @@ class PPOAgent(Agent):
     restore snapshots.
 
     Args:
-        path: model ``.zip`` or training folder; None loads the shipped baseline (``agents/assets``).
+        path: model ``.zip`` or training folder; None loads the shipped baseline (``agents/assets``);
+            ``"synthetic"``: the same shipped policy without its step judge (what ``ppo`` was before #25).
         deterministic: take the most probable action (True) or sample it.
         seed: seed of the sampling generator.
         trunk_flips: for a policy grounded on a PRM trunk (:class:`agents.ppo.grounded.GroundedClickNet`),
@@ -68,14 +69,19 @@ class PPOAgent(Agent):
             ``judge_candidates`` most probable clicks from a snapshot of the view, restores the snapshot, and
             clicks the one the judge rates most likely to raise the IoU, or finishes when none reaches
             ``judge_threshold``. None: on when the settings name a judge.
+        judge_candidates, judge_threshold: override the saved settings of those names (None: saved, else 3
+            and 0.5).
     """
 
     name = "ppo"
 
     def __init__(self, path: str | Path | None = None, deterministic: bool = True, seed: int | None = 0,
                  trunk_flips: int | None = None, place: str | None = None, positive_threshold: float | None = None,
-                 use_judge: bool | None = None):
+                 use_judge: bool | None = None, judge_candidates: int | None = None,
+                 judge_threshold: float | None = None):
         sb3 = require("stable_baselines3", "rl")
+        if str(path) == "synthetic" and not Path(str(path)).exists():  # the previous ppo: no judge
+            path, use_judge = None, False
         self.path = resolve_model(path)
         self.cfg = json.loads(self.path.with_suffix(".json").read_text())
         self.model = sb3.PPO.load(self.path, device="cpu")
@@ -105,8 +111,9 @@ class PPOAgent(Agent):
             from agents.ppo.judge import load_judge
 
             self.judge = load_judge(self.path.parent / self.cfg["judge"])
-            self.judge_candidates = int(self.cfg.get("judge_candidates", 3))
-            self.judge_threshold = float(self.cfg.get("judge_threshold", 0.5))
+            self.judge_candidates = int(judge_candidates or self.cfg.get("judge_candidates", 3))
+            self.judge_threshold = float(judge_threshold if judge_threshold is not None
+                                         else self.cfg.get("judge_threshold", 0.5))
 
     def observation(self, obs: dict, view: Any) -> dict[str, np.ndarray]:
         """The wrapped observation the policy was trained on (see :func:`hlmat_env.wrappers.sb3_wrap`)."""

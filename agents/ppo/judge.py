@@ -79,8 +79,8 @@ class StepJudge(nn.Module):
         self.width = w
         c = [w, w * 3 // 2, w * 2, w * 5 // 2]
         self.body = nn.Sequential(
-            nn.Conv2d(PLANES, c[0], 3, padding=1), nn.ReLU(),
-            nn.Conv2d(c[0], c[1], 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(PLANES, c[0], 3, stride=2, padding=1), nn.ReLU(),   # S/2: a quarter of the cost
+            nn.Conv2d(c[0], c[1], 3, padding=1), nn.ReLU(),
             nn.Conv2d(c[1], c[2], 3, stride=2, padding=1), nn.ReLU(),
             nn.Conv2d(c[2], c[3], 3, stride=2, padding=1), nn.ReLU(),
             nn.Conv2d(c[3], c[3], 3, padding=1), nn.ReLU())

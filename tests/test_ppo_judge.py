@@ -15,7 +15,7 @@ pytest.importorskip("stable_baselines3")
 from agents.ppo import PPOAgent  # noqa: E402
 from agents.ppo.judge import StepJudge, judge_input, load_judge, save_judge  # noqa: E402
 from agents.ppo.judge_data import record_transitions  # noqa: E402
-from agents.ppo.judge_train import train_judge  # noqa: E402
+from agents.ppo.judge_train import train_judge, transition_stats  # noqa: E402
 from agents.ppo.train import train  # noqa: E402
 from agents.prm.model import PRMConfig, PRMNet  # noqa: E402
 from agents.prm.train import save_prm  # noqa: E402
@@ -116,6 +116,8 @@ def test_record_transitions_labels_clicks_with_the_iou_change(judged_model):
     n = len(data["delta"])
     assert n >= 3 and data["planes"].shape == (n, 10, 16, 16)
     assert np.all(np.abs(data["delta"]) <= 1) and np.all((data["iou"] >= 0) & (data["iou"] <= 1))
+    rows = transition_stats(data)
+    assert sum(r["n"] for r in rows) == n and all(0 <= r["raised"] <= 1 for r in rows)
 
 
 def test_shipped_ppo_carries_its_judge_and_ppo_synthetic_is_the_previous_policy():

@@ -4,6 +4,7 @@ Two commands, one torch thread each (the recipe of the shipped judge is in docs/
 
     python -m agents.ppo.judge_train record --dataset SPEC --indices 0:800 --episodes 500 --out T.npz
     python -m agents.ppo.judge_train train T.npz [T2.npz ...] --out judge.pt
+    python -m agents.ppo.judge_train stats T.npz [T2.npz ...]    # what the recorded clicks did
 """
 from __future__ import annotations
 
@@ -89,6 +90,22 @@ def load_transitions(paths: Sequence[str | Path]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([d[k] for d in parts]) for k in parts[0]}
 
 
+def transition_stats(data: dict[str, np.ndarray], margin: float = 0.002) -> list[dict[str, Any]]:
+    """Per protocol start (robot user's first click, box) and click source (:data:`SOURCES`): the number of
+    transitions, the share that raised the IoU by more than ``margin`` and the mean IoU change."""
+    from agents.ppo.judge_data import SOURCES
+
+    rows = []
+    for box in (False, True):
+        for k, source in enumerate(SOURCES):
+            sel = (data["box"] == box) & (data["source"] == k)
+            if sel.any():
+                d = data["delta"][sel]
+                rows.append({"start": "box" if box else "first click", "source": source, "n": int(sel.sum()),
+                             "raised": float(np.mean(d > margin)), "mean_change": float(d.mean())})
+    return rows
+
+
 def _parse_indices(text: str, n: int) -> list[int]:
     a, _, b = text.partition(":")
     return list(range(int(a or 0), min(n, int(b) if b else n)))
@@ -114,10 +131,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", required=True)
+    st = sub.add_parser("stats", help="what the recorded clicks did, per start and click source")
+    st.add_argument("data", nargs="+")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(1)
     t0 = time.process_time()
+    if args.cmd == "stats":
+        for row in transition_stats(load_transitions(args.data)):
+            print(json.dumps(row))
+        return 0
     if args.cmd == "record":
         from agents.ppo.agent import PPOAgent
         from agents.ppo.judge_data import record_transitions, save_transitions

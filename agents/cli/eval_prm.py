@@ -9,7 +9,7 @@ from typing import Any
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``hlmat eval-prm`` and its flags."""
     p = subparsers.add_parser(
-        "eval-prm", help="score saved PRM states with one or several PRMs (and their mean)",
+        "eval-prm", help="score PRM states (saved, or built from a dataset) with one or several PRMs (and their mean)",
         description="Evaluate PRM checkpoints on labelled states: Pearson, Spearman and MAE (IoU points) of each "
                     "checkpoint and, for several, of their mean estimate (what --prm A,B uses), next to the MAE "
                     "of a constant predictor (the PRM's training mean, when its checkpoint records it). The "

@@ -184,7 +184,9 @@ def agents_section(size: SuiteSize, data: Path, out: Path, progress: bool) -> Se
     head = ["agent", "set", "n", "mIoU@1", "mIoU@5", f"mIoU@{k}", "NoC@90", "NoF@90", "s/step"]
     table = _table(head, rows)
     page = (f"Each agent from the empty start, {k} clicks, default segmenter, seed 0; `ppo` is the shipped "
-            "policy (`agents/assets/ppo_grounded.zip`, trained on synthetic scenes only). mIoU in %.\n\n"
+            "policy (`agents/assets/ppo_grounded.zip`: a click policy trained on synthetic scenes only, and its step judge, "
+            "trained on coco128_seg photos and synthetic scenes, which finishes when no candidate click is expected to "
+            "help; see [the model card](../models/ppo.md)). mIoU in %.\n\n"
             + "\n".join(pages) + missing)
     return Section("agents", table + missing, page, metrics)
 
@@ -308,9 +310,15 @@ def prm_section(size: SuiteSize, work: Path, prm: str | None, progress: bool) ->
         heldout = json.loads((out / "metrics.json").read_text())["heldout"]
         origin = "`hlmat train-prm " + " ".join(size.prm_recipe) + "` (the suite's small recipe)"
     else:
-        metrics_file = Path(prm).parent / "metrics.json"
+        from agents.prm.scorer import checkpoint_paths
+        from agents.prm.train import checkpoint_metrics
+
+        first = checkpoint_paths(prm)[0]  # 'default': the shipped PRM, whose checkpoint holds its report
+        metrics_file = Path(first).parent / "metrics.json"
         if metrics_file.is_file():
             heldout = json.loads(metrics_file.read_text()).get("heldout", {})
+        else:
+            heldout = {k: v for k, v in checkpoint_metrics(first).items() if k != "train_mean"}
         origin = f"`{prm}` (given with `--prm`)"
     scorer = load_prm(prm)
     k = size.prm_clicks

@@ -35,9 +35,9 @@ def resolve_folder(path: str | Path) -> Path:
     """The model folder of ``path``: a shipped model's folder in ``agents/assets/`` for a name of
     :data:`SHIPPED` (``"tiny"``) unless a file or folder of that name exists, else ``path`` itself."""
     if str(path) in SHIPPED and not Path(path).exists():
-        from importlib import resources
+        from agents.shipped import shipped_asset
 
-        return Path(str(resources.files("agents") / "assets" / SHIPPED[str(path)]))
+        return shipped_asset(SHIPPED[str(path)])
     return Path(path)
 
 
@@ -105,7 +105,7 @@ class MLLMAgent(Agent):
 
     Args:
         path: local model folder (Hugging Face layout, processor included), or ``"tiny"``: the shipped tiny
-            Qwen2-VL policy (``agents/assets/mllm_tiny``) unless a folder named ``tiny`` exists.
+            LLaVA policy (``agents/assets/mllm_tiny``) unless a folder named ``tiny`` exists.
         coords: codec name (``segagent-qwen``, ``qwen2``, ``qwen3``, ``qwen25``, ``llava``) or a Codec; None
             reads ``hlmat.json`` in the folder (written by ``hlmat sft``), else picks by model type.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``... or ``"auto"`` (CUDA when available).

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import json
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from agents.base import Agent, Decision
+from agents.shipped import shipped_asset
 from hlmat_env.actions import Click, encode_click
 from hlmat_env.errors import CheckpointError, require
 from hlmat_env.captions import caption_code
@@ -28,7 +28,7 @@ def resolve_model(path: str | Path | None) -> Path:
         CheckpointError: no such model, or its ``.json`` settings are missing.
     """
     if path is None or (str(path) in SHIPPED_NAMES and not Path(path).exists()):
-        p = Path(str(resources.files("agents") / "assets" / SHIPPED_NAMES.get(str(path), SHIPPED)))
+        p = shipped_asset(SHIPPED_NAMES.get(str(path), SHIPPED))
     else:
         p = Path(path)
         p = p / "model.zip" if p.is_dir() else p.with_suffix(".zip")
@@ -173,26 +173,28 @@ class PPOAgent(Agent):
         ``view`` (snapshot, step, restore) and reads only what the view shows: image, masks and clicks."""
         from agents.ppo.judge import judge_input
 
-        clicks = p[: len(p) - int(bool(self.cfg["finish"]))]
-        order = [int(a) for a in np.argsort(-clicks, kind="stable")[: self.judge_candidates] if clicks[a] > 0]
+        order = [a for a in self.top_clicks(p, self.judge_candidates) if p[a] > 0]
         decisions, planes, stats = [], [], []
-        before = np.asarray(view.mask, bool)
+        before, image = np.asarray(view.mask, bool), view.image  # the view hands out copies: read them once
+        snapshot = view.snapshot()
         for a in order:
             d = self._decision(a, view)
-            snapshot = view.snapshot()
             view.step(d.action)
-            x, s = judge_input(view.image, before, np.asarray(view.mask, bool), view.clicks)
+            x, s = judge_input(image, before, np.asarray(view.mask, bool), view.clicks)
             view.restore(snapshot)
             decisions.append(d)
             planes.append(x)
             stats.append(s)
-        if not decisions:
-            return Decision(encode_click(None, *before.shape[::-1], view.coord_bins))
-        scores = self.judge.prob(np.stack(planes), np.stack(stats))
-        best = int(np.argmax(scores))
-        if scores[best] < self.judge_threshold:
-            return Decision(encode_click(None, *before.shape[::-1], view.coord_bins))
-        return decisions[best]
+        scores = self.judge.prob(np.stack(planes), np.stack(stats)) if decisions else np.zeros(0)
+        if not decisions or scores.max() < self.judge_threshold:
+            return Decision(encode_click(None, *before.shape[::-1], view.coord_bins))  # finish
+        return decisions[int(np.argmax(scores))]
+
+    def top_clicks(self, p: np.ndarray, k: int) -> list[int]:
+        """The ``k`` most probable click actions of action probabilities ``p`` (finish left out; ties in action
+        order): the candidates the step judge is asked about, and recorded for its training."""
+        clicks = p[: len(p) - int(bool(self.cfg["finish"]))]
+        return [int(a) for a in np.argsort(-clicks, kind="stable")[:k]]
 
     def sample(self, obs: dict, view: Any, k: int, rng: np.random.Generator) -> list[Decision]:
         """``k`` candidate decisions for tree search (see :meth:`agents.base.Agent.sample`)."""

@@ -121,11 +121,6 @@ def load_judge(path: str | Path) -> StepJudge:
     return judge.eval()
 
 
-def flip_input(planes: torch.Tensor, dim: int) -> torch.Tensor:
-    """Mirror a batch of judge planes along ``dim`` (-1: left-right, -2: up-down); the stats stay as they are."""
-    return planes.flip(dim)
-
-
 def judge_loss(judge: StepJudge, planes: torch.Tensor, stats: torch.Tensor, delta: torch.Tensor,
                margin: float = 0.0) -> torch.Tensor:
     """Binary cross-entropy of "IoU change > ``margin``" plus the squared error of the change (x10)."""

@@ -93,9 +93,7 @@ def _action(source: int, u: Any, proposer: Any, obs: dict, view: Any, rng: np.ra
         return encode_click(Click(int(rng.integers(w)), int(rng.integers(h)), bool(rng.random() < 0.5)),
                             w, h, u.coord_bins)
     p = proposer.probabilities(obs, view)
-    if proposer.cfg["finish"]:
-        p = p[:-1]
-    top = np.argsort(-p)[:4]
+    top = np.array(proposer.top_clicks(p, 4))
     weights = p[top] / p[top].sum() if p[top].sum() > 0 else np.full(len(top), 1.0 / len(top))
     return proposer._decision(int(rng.choice(top, p=weights)), view).action
 

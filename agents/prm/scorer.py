@@ -186,11 +186,10 @@ def default_prm_path() -> Path:
     Raises:
         CheckpointError: the asset is missing (never a silent fallback to another PRM).
     """
-    from importlib import resources
-
+    from agents.shipped import shipped_asset
     from hlmat_env.errors import CheckpointError
 
-    p = Path(str(resources.files("agents") / "assets" / DEFAULT_PRM))
+    p = shipped_asset(DEFAULT_PRM)
     if not p.is_file():
         raise CheckpointError(f"the default PRM is missing: {p} (the package ships it; reinstall hlmat, or train "
                               "one with `hlmat train-prm` and pass its path with --prm)")

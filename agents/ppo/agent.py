@@ -16,19 +16,35 @@ from hlmat_env.wrappers import cell_click, click_to_cell, stack_image_mask
 
 PLACES = ("centre", "map")
 SHIPPED = "ppo_grounded.zip"  # ppo = ppo:grounded, the policy on a grounding trunk (the 30-minute recipe)
-SHIPPED_NAMES = {"grounded": SHIPPED, "plain": "ppo_synthetic.zip"}  # ppo:plain, the second session's ClickNet
+# shipped names -> (asset, PPOAgent settings they imply). Mind the two "synthetic"s: ppo:synthetic is the shipped
+# grounded policy without its step judge (trained on synthetic scenes only, what ppo was before #25), while
+# ppo:plain is the second session's ClickNet, whose file happens to be called ppo_synthetic.zip.
+SHIPPED_NAMES: dict[str, tuple[str, dict[str, Any]]] = {
+    "grounded": (SHIPPED, {}),
+    "synthetic": (SHIPPED, {"use_judge": False}),
+    "plain": ("ppo_synthetic.zip", {}),
+}
+
+
+def _shipped_name(path: str | Path | None) -> str | None:
+    """The shipped name ``path`` stands for (None: the default), or None when it is a path (a file or folder of
+    a shipped name's spelling wins)."""
+    if path is None:
+        return "grounded"
+    return str(path) if str(path) in SHIPPED_NAMES and not Path(path).exists() else None
 
 
 def resolve_model(path: str | Path | None) -> Path:
     """The ``.zip`` of a model: ``path`` itself, ``path/model.zip`` for a folder, the shipped grounded model
-    for None or ``"grounded"``, the shipped plain :class:`~agents.ppo.policy.ClickNet` policy for ``"plain"``
-    (a name is a shipped model unless a file or folder of that name exists).
+    for None, ``"grounded"`` or ``"synthetic"``, the shipped plain :class:`~agents.ppo.policy.ClickNet` policy
+    for ``"plain"`` (a name is a shipped model unless a file or folder of that name exists).
 
     Raises:
         CheckpointError: no such model, or its ``.json`` settings are missing.
     """
-    if path is None or (str(path) in SHIPPED_NAMES and not Path(path).exists()):
-        p = shipped_asset(SHIPPED_NAMES.get(str(path), SHIPPED))
+    name = _shipped_name(path)
+    if name is not None:
+        p = shipped_asset(SHIPPED_NAMES[name][0])
     else:
         p = Path(path)
         p = p / "model.zip" if p.is_dir() else p.with_suffix(".zip")
@@ -80,8 +96,9 @@ class PPOAgent(Agent):
                  use_judge: bool | None = None, judge_candidates: int | None = None,
                  judge_threshold: float | None = None):
         sb3 = require("stable_baselines3", "rl")
-        if str(path) == "synthetic" and not Path(str(path)).exists():  # the previous ppo: no judge
-            path, use_judge = None, False
+        name = _shipped_name(path)
+        if name is not None and use_judge is None:
+            use_judge = SHIPPED_NAMES[name][1].get("use_judge")
         self.path = resolve_model(path)
         self.cfg = json.loads(self.path.with_suffix(".json").read_text())
         self.model = sb3.PPO.load(self.path, device="cpu")

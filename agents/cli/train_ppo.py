@@ -49,6 +49,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--clip-range", type=float, default=0.1, help="PPO clip range (default: 0.1)")
     p.add_argument("--ent-coef", type=float, default=0.0, help="PPO entropy bonus (default: 0)")
     p.add_argument("--width", type=int, default=32, help="policy convolution channels (default: 32)")
+    p.add_argument("--net", choices=("clicknet", "local"), default="clicknet",
+                   help="plain policy network: clicknet (caption-conditioned U-net with a target-map head, for "
+                        "behaviour cloning) or local (translation-equivariant: the same local detector at every "
+                        "cell, for PPO from scratch; agents/ppo/local.py) (default: clicknet)")
+    p.add_argument("--batch-size", type=int, default=64, help="PPO minibatch size (default: 64)")
     p.add_argument("--trunk", default=None, metavar="PRM",
                    help="ground the policy on this PRM checkpoint's trunk (hlmat train-prm; agents/ppo/grounded.py); "
                         "the caption is then the hashed code")
@@ -96,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
                  bc_threads=args.bc_threads, resume=args.resume,
                  progress=not args.no_progress, n_envs=args.n_envs, grid=args.grid, size=args.size,
                  max_clicks=args.max_clicks, finish=not args.no_finish, learning_rate=args.learning_rate,
-                 n_steps=args.n_steps, width=args.width, seed=args.seed, env_id=args.env_id,
+                 n_steps=args.n_steps, width=args.width, net=args.net, batch_size=args.batch_size, seed=args.seed, env_id=args.env_id,
                  n_epochs=args.n_epochs, clip_range=args.clip_range, ent_coef=args.ent_coef,
                  trunk=args.trunk, train_trunk=args.train_trunk,
                  trunk_flips=args.trunk_flips, place=args.place, positive_threshold=args.positive_threshold,

@@ -27,6 +27,7 @@ class PPOConfig:
     clicks: bool = True
     caption: bool = True
     width: int = 32
+    net: str = "clicknet"  # plain policies: "clicknet" (agents.ppo.policy) or "local" (agents.ppo.local)
     max_clicks: int = 5
     n_envs: int = 2
     n_steps: int = 128
@@ -66,10 +67,18 @@ class PPOConfig:
         :class:`~agents.ppo.grounded.GroundedClickNet` of that PRM's architecture (``prm_config``: that
         architecture as a dict, when it comes from a saved policy rather than the checkpoint), with the
         ``critic`` layout and a trainable PRM head when ``prm_coef > 0`` (:func:`agents.ppo.heads.policy_kwargs_for`)."""
+        if self.net not in ("clicknet", "local"):
+            raise ValueError(f"net must be 'clicknet' or 'local', got {self.net!r}")
         if self.trunk is None:
             if self.critic != "shared" or self.prm_coef > 0:
                 raise ValueError("critic='separate' and prm_coef need a grounded policy (a PRM trunk)")
+            if self.net == "local":
+                from agents.ppo.local import LocalClickNet
+
+                return {"features_extractor_class": LocalClickNet, "features_extractor_kwargs": {"width": self.width}}
             return {"features_extractor_kwargs": {"width": self.width}}
+        if self.net != "clicknet":
+            raise ValueError("a grounded policy (trunk) has its own network: net must stay 'clicknet'")
         from agents.ppo.grounded import GroundedClickNet
         from agents.ppo.heads import policy_kwargs_for
 

@@ -74,3 +74,7 @@ def test_train_from_scratch_with_the_local_net(tmp_path):
     m = res.metrics[f"ppo:{out}"]
     assert m["invalid_rate"] == 0 and 0 <= m["miou@3"] <= 1
     assert np.isfinite(m["miou@1"])
+    from agents.ppo.miou_curve import checkpoint_curve
+
+    rows = checkpoint_curve({"scratch": out}, None, VAL, limit=2, max_clicks=2)["scratch"]  # no start model
+    assert [r["steps"] for r in rows] == [16, 32] and all(0 <= r["miou@1"] <= 1 for r in rows)

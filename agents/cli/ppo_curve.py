@@ -12,10 +12,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``hlmat research ppo-curve`` and its flags."""
     p = subparsers.add_parser(
         "ppo-curve", help="benchmark a PPO run's start model and checkpoints; plot mIoU@k against env steps",
-        description="Benchmarks --start (step 0) and every checkpoints/ppo_<steps>_steps.zip of each run on the "
+        description="Benchmarks --start (step 0, when given) and every checkpoints/ppo_<steps>_steps.zip of each run on the "
                     "same samples and seed, writes OUT.json (the rows) and OUT.png (one panel per k).")
     p.add_argument("runs", nargs="+", metavar="LABEL=DIR", help="training folders (hlmat train-ppo --out), labelled")
-    p.add_argument("--start", required=True, help="the model the runs started from (their --init-from)")
+    p.add_argument("--start", default=None,
+                   help="the model the runs started from (their --init-from), plotted at step 0; omit for runs "
+                        "from scratch")
     p.add_argument("--dataset", default="synthetic:val", help="dataset spec (default: synthetic:val)")
     p.add_argument("--limit", type=int, default=50, help="first N samples (default: 50)")
     p.add_argument("--max-clicks", type=int, default=10, help="click budget (default: 10)")

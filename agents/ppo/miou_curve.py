@@ -26,14 +26,15 @@ def checkpoints(run: str | Path) -> list[tuple[int, Path]]:
     return sorted(out)
 
 
-def checkpoint_curve(runs: dict[str, str | Path], start: str | Path, dataset: Any = "synthetic:val", *,
+def checkpoint_curve(runs: dict[str, str | Path], start: str | Path | None, dataset: Any = "synthetic:val", *,
                      limit: int | None = 50, max_clicks: int = 10, seed: int = 0, cache: str | Path | None = None,
                      progress: bool = False) -> dict[str, list[dict[str, float]]]:
     """Benchmark ``start`` (step 0 of every run) and each run's checkpoints.
 
     Args:
         runs: label -> training folder (``hlmat train-ppo --out``).
-        start: the model every run started from (``--init-from``).
+        start: the model every run started from (``--init-from``), plotted at step 0; None for runs from
+            scratch (their curves begin at the first checkpoint).
         dataset, limit, max_clicks, seed: as for :func:`agents.tools.benchmark.benchmark`.
         cache: a JSON file of finished points (model path -> metrics), read and extended, so an interrupted
             evaluation resumes.
@@ -55,8 +56,8 @@ def checkpoint_curve(runs: dict[str, str | Path], start: str | Path, dataset: An
                 Path(cache).write_text(json.dumps(done, indent=1) + "\n")
         return done[key]
 
-    first = {"steps": 0, **metrics(Path(start))}
-    return {label: [first] + [{"steps": s, **metrics(p)} for s, p in checkpoints(run)] for label, run in runs.items()}
+    first = [{"steps": 0, **metrics(Path(start))}] if start is not None else []
+    return {label: first + [{"steps": s, **metrics(p)} for s, p in checkpoints(run)] for label, run in runs.items()}
 
 
 def plot_curve(curves: dict[str, list[dict[str, float]]], path: str | Path, ks: Sequence[int] = (1, 3, 5, 10),

@@ -61,10 +61,14 @@ def test_local_net_is_for_plain_policies_only():
 
 def test_train_from_scratch_with_the_local_net(tmp_path):
     out = tmp_path / "run"
-    kw = dict(timesteps=32, subproc=False, n_steps=16, batch_size=16, n_epochs=2, max_clicks=3, size=32, grid=8,
+    kw = dict(timesteps=64, subproc=False, n_steps=16, batch_size=16, n_epochs=2, max_clicks=3, size=32, grid=8,
               width=8, progress=False, checkpoint_every=16, net="local", learning_rate=1e-2)
     path = train(SyntheticDataset("train", size=8), DiscSegmenter(), out, **kw)
     assert json.loads((out / "model.json").read_text())["net"] == "local"
+    import csv
+
+    cpu = [float(r["time/cpu_s"]) for r in csv.DictReader(open(out / "progress.csv"))]
+    assert len(cpu) == 2 and 0 < cpu[0] <= cpu[1]  # CPU seconds logged with every rollout, never decreasing
     from stable_baselines3 import PPO
 
     model = PPO.load(path, device="cpu")
@@ -77,4 +81,4 @@ def test_train_from_scratch_with_the_local_net(tmp_path):
     from agents.ppo.miou_curve import checkpoint_curve
 
     rows = checkpoint_curve({"scratch": out}, None, VAL, limit=2, max_clicks=2)["scratch"]  # no start model
-    assert [r["steps"] for r in rows] == [16, 32] and all(0 <= r["miou@1"] <= 1 for r in rows)
+    assert [r["steps"] for r in rows] == [16, 32, 48, 64] and all(0 <= r["miou@1"] <= 1 for r in rows)

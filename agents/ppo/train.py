@@ -2,7 +2,8 @@
 
 Output folder layout: ``model.zip`` + ``model.json`` (final policy and its wrapper settings: what ``ppo:PATH``
 loads), ``bc_model.zip`` + ``bc_model.json`` (the BC-only policy), ``checkpoints/``, ``tb/`` (TensorBoard),
-``progress.csv`` (SB3's log), ``bc_log.json`` and ``training_curve.png``.
+``progress.csv`` (SB3's log, with ``time/cpu_s``: CPU seconds of the training process and its env workers),
+``bc_log.json`` and ``training_curve.png``.
 """
 from __future__ import annotations
 
@@ -222,12 +223,44 @@ def train(dataset: Any = "synthetic:train", segmenter: Any = "default", out: str
     if timesteps > 0:
         ckpt = CheckpointCallback(save_freq=max(1, checkpoint_every // cfg.n_envs), save_path=str(out / "checkpoints"),
                                   name_prefix="ppo")
-        model.learn(total_timesteps=timesteps, callback=ckpt, reset_num_timesteps=start is None,
+        model.learn(total_timesteps=timesteps, callback=[ckpt, _cpu_logger()], reset_num_timesteps=start is None,
                     progress_bar=False)
     venv.close()
     path = save_model(model, out / "model", cfg)
     plot_training_curve(out)
     return path
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and all its descendants (the env workers), alive or ended
+    and waited for: what a training run's "CPU-minutes" mean in the docs. Needs psutil (the ``rl`` extra)."""
+    import psutil
+
+    me = psutil.Process()
+    total = 0.0
+    for p in [me] + me.children(recursive=True):
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+        except psutil.NoSuchProcess:  # a worker that ended between the listing and the reading
+            pass
+    return total
+
+
+def _cpu_logger():
+    """An SB3 callback that logs :func:`cpu_seconds` as ``time/cpu_s`` with every rollout (so progress.csv and
+    TensorBoard carry CPU time against env steps): the whole process so far, demonstrations and behaviour cloning
+    included (a resumed run counts from its own start)."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class CPUTimeLogger(BaseCallback):
+        def _on_rollout_end(self) -> None:
+            self.logger.record("time/cpu_s", round(cpu_seconds(), 1))
+
+        def _on_step(self) -> bool:
+            return True
+
+    return CPUTimeLogger()
 
 
 def _resume_point(out: Path) -> Path | None:

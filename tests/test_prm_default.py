@@ -138,3 +138,14 @@ def test_train_prm_mixes_an_extra_dataset_and_eval_prm_builds_real_style_states(
     assert keep[key]["mae"] != empty[key]["mae"]  # the same states scored without their captions
     assert "mae_constant" in keep[key] and f"{key} [rollout0.7-robot]" in keep
     assert main([("3" if a == "2" else a) for a in ev]) == 2  # other settings (--limit 3): refused
+
+
+def test_rollout_starts_parse_and_bad_ones_are_named():
+    from agents.prm.data import check_starts
+    from hlmat_env.errors import InvalidOption
+
+    assert check_starts("robot,box") == ("robot", "box") == check_starts(["robot", "box"])
+    with pytest.raises(InvalidOption, match="'nope'"):
+        check_starts("robot,nope")
+    with pytest.raises(InvalidOption, match="at least one"):
+        check_starts("")

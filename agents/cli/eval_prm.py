@@ -57,10 +57,7 @@ def _states(args: argparse.Namespace) -> Any:
         if path is None:
             raise SystemExit("eval-prm needs --states FILE, or --dataset SPEC to build the states from")
         return PRMData.load(path)
-    try:
-        starts = check_starts(args.starts.split(","))
-    except ValueError as e:
-        raise SystemExit(f"--starts: {e}") from None
+    starts = check_starts(args.starts)  # InvalidOption: the CLI prints its message
     from agents.prm.scorer import checkpoint_paths
     from agents.prm.train import load_prm_net
 

@@ -118,10 +118,7 @@ def run(args: argparse.Namespace) -> int:
     from hlmat_env.segmenters import segmenter_version
 
     torch.set_num_threads(1)
-    try:
-        starts = check_starts(args.starts.split(","))
-    except ValueError as e:
-        raise SystemExit(f"--starts: {e}") from None
+    starts = check_starts(args.starts)  # InvalidOption: the CLI prints its message
     if not 0.0 <= args.caption_dropout <= 1.0:
         raise SystemExit(f"--caption-dropout must be in [0, 1], got {args.caption_dropout}")
     config = PRMConfig(size=args.size, width=args.width, verifier_width=args.verifier_width)

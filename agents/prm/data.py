@@ -164,14 +164,21 @@ first-click protocol: click 1 is the robot user's, then noisy clicks) and ``box`
 box protocol)."""
 
 
-def check_starts(starts: Sequence[str]) -> tuple[str, ...]:
-    """``starts`` as a tuple, each one of :data:`ROLLOUT_STARTS` (``ValueError`` naming the bad one)."""
-    starts = tuple(starts)
+def check_starts(starts: Sequence[str] | str) -> tuple[str, ...]:
+    """``starts`` (a sequence, or the comma-separated text of the ``--starts`` flag of ``train-prm`` and
+    ``eval-prm``) as a tuple, each one of :data:`ROLLOUT_STARTS`.
+
+    Raises:
+        InvalidOption: (a ``ValueError``) naming the bad start, or none given.
+    """
+    from hlmat_env.errors import InvalidOption
+
+    starts = tuple(s for s in starts.split(",") if s) if isinstance(starts, str) else tuple(starts)
     for s in starts:
         if s not in ROLLOUT_STARTS:
-            raise ValueError(f"rollout start must be one of {list(ROLLOUT_STARTS)}, got {s!r}")
+            raise InvalidOption(f"rollout start (--starts) must be one of {list(ROLLOUT_STARTS)}, got {s!r}")
     if not starts:
-        raise ValueError("at least one rollout start is needed")
+        raise InvalidOption("at least one rollout start (--starts) is needed")
     return starts
 
 

@@ -2,7 +2,8 @@
 
 Output folder layout: ``model.zip`` + ``model.json`` (final policy and its wrapper settings: what ``ppo:PATH``
 loads), ``bc_model.zip`` + ``bc_model.json`` (the BC-only policy), ``checkpoints/``, ``tb/`` (TensorBoard),
-``progress.csv`` (SB3's log, with ``time/cpu_s``: CPU seconds of the training process and its env workers),
+``progress.csv`` (SB3's log, with ``time/cpu_s``: CPU seconds of the training process and its env workers,
+Linux),
 ``bc_log.json`` and ``training_curve.png``.
 """
 from __future__ import annotations
@@ -231,31 +232,20 @@ def train(dataset: Any = "synthetic:train", segmenter: Any = "default", out: str
     return path
 
 
-def cpu_seconds() -> float:
-    """User + system CPU seconds of this process and all its descendants (the env workers), alive or ended
-    and waited for: what a training run's "CPU-minutes" mean in the docs. Needs psutil (the ``rl`` extra)."""
-    import psutil
-
-    me = psutil.Process()
-    total = 0.0
-    for p in [me] + me.children(recursive=True):
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system + t.children_user + t.children_system
-        except psutil.NoSuchProcess:  # a worker that ended between the listing and the reading
-            pass
-    return total
-
-
 def _cpu_logger():
-    """An SB3 callback that logs :func:`cpu_seconds` as ``time/cpu_s`` with every rollout (so progress.csv and
-    TensorBoard carry CPU time against env steps): the whole process so far, demonstrations and behaviour cloning
-    included (a resumed run counts from its own start)."""
+    """An SB3 callback that logs :func:`agents.tools.env_speed.cpu_seconds` of this process and its subprocess
+    env workers as ``time/cpu_s`` with every rollout (so progress.csv and TensorBoard carry CPU time against env
+    steps): the process so far, behaviour cloning included (a resumed run counts from its own start)."""
     from stable_baselines3.common.callbacks import BaseCallback
+
+    from agents.tools.env_speed import cpu_seconds
 
     class CPUTimeLogger(BaseCallback):
         def _on_rollout_end(self) -> None:
-            self.logger.record("time/cpu_s", round(cpu_seconds(), 1))
+            pids = [p.pid for p in getattr(self.training_env, "processes", [])]  # SubprocVecEnv workers
+            cpu = cpu_seconds(pids)
+            if cpu is not None:  # (None where /proc cannot be read)
+                self.logger.record("time/cpu_s", round(cpu, 1))
 
         def _on_step(self) -> bool:
             return True

@@ -187,7 +187,7 @@ def _bar(total: int, desc: str, progress: bool) -> Any:
                 file=sys.stderr)
 
 
-def _cpu_seconds(pids: Sequence[int] = ()) -> float | None:
+def cpu_seconds(pids: Sequence[int] = ()) -> float | None:
     """CPU seconds (user + system) used so far by this process and the live processes ``pids`` (read from
     ``/proc``), or None where ``/proc`` cannot be read (not Linux)."""
     total = time.process_time()
@@ -266,9 +266,9 @@ def _measure_single(spec: str, policy: str, steps: int, warmup: int, seed: int, 
     try:
         loop(warmup)
         with _bar(steps, desc, progress) as bar:
-            c0, t0 = _cpu_seconds(), time.perf_counter()
+            c0, t0 = cpu_seconds(), time.perf_counter()
             n, resets, iou_sum = loop(steps, bar)
-            wall, c1 = time.perf_counter() - t0, _cpu_seconds()
+            wall, c1 = time.perf_counter() - t0, cpu_seconds()
     finally:
         env.close()
     return {"num_envs": 1, "env_steps": n, "step_calls": n, "resets": resets, "wall_s": wall,
@@ -320,9 +320,9 @@ def _measure_vector(spec: str, policy: str, mode: str, num_envs: int, steps: int
         loop(warmup)
         pids = [p.pid for p in getattr(envs, "processes", [])]  # async workers
         with _bar(steps, desc, progress) as bar:
-            c0, t0 = _cpu_seconds(pids), time.perf_counter()
+            c0, t0 = cpu_seconds(pids), time.perf_counter()
             n, resets, calls, iou_sum = loop(steps, bar)
-            wall, c1 = time.perf_counter() - t0, _cpu_seconds(pids)
+            wall, c1 = time.perf_counter() - t0, cpu_seconds(pids)
     finally:
         envs.close()
     return {"num_envs": num_envs, "env_steps": n, "step_calls": calls, "resets": resets, "wall_s": wall,
@@ -407,9 +407,9 @@ def _measure_rllib(spec: str, policy: str, runners: int, steps: int, warmup: int
         run(max(1, math.ceil(warmup / runners)))
         pids = group.foreach_env_runner(lambda runner: os.getpid(), local_env_runner=False)
         with _bar(per_runner * runners, desc, progress) as bar:
-            c0, t0 = _cpu_seconds(pids), time.perf_counter()
+            c0, t0 = cpu_seconds(pids), time.perf_counter()
             out = run(per_runner)
-            wall, c1 = time.perf_counter() - t0, _cpu_seconds(pids)
+            wall, c1 = time.perf_counter() - t0, cpu_seconds(pids)
             bar.update(sum(o[0] for o in out))
     finally:
         if group is not None:

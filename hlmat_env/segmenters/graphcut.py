@@ -25,7 +25,12 @@ chosen on is in docs/segmenters.md):
    without a previous mask, from a box or from the positive clicks' geodesic discs alone. Each histogram is
    a mixture: weight ``click_weight`` on the colours of its clicked discs alone (what the user confirmed;
    without negative clicks before any mask, a ``border`` band of the view stands in for them), the rest on
-   its region. ``iterations`` rounds of cut + re-learning (GrabCut's EM).
+   its region. A geodesic click prior is added to the unaries: labelling a pixel against a click costs
+   ``geo_weight * exp(-D / s)``, with ``D`` its geodesic distance to that click and ``s = geo_scale`` times the
+   colour-model disc's diameter (Bai and Sapiro's geodesic segmentation as a soft term): a click also claims
+   what is connected to it without crossing edges, not only what has its colours, so a large object
+   whose colours also occur in the background still grows from its clicks, and a large wrong region
+   shrinks from a negative click placed in it. ``iterations`` rounds of cut + re-learning (GrabCut's EM).
 3. The first click (no previous mask) is cut under several object-size hypotheses: crops reaching
    ``first_sizes`` pixels beyond the clicks (their border band says "the object ends before here") and the
    whole image (then cut again on the crop around its result). The mask kept is the one whose boundary
@@ -77,7 +82,7 @@ class GraphCutSegmenter:
             30 with these finer histograms).
         bins: colour histogram bins per RGB channel.
         smooth: Gaussian smoothing of the histograms, in bins.
-        iterations: rounds of min cut + colour-model re-learning per prediction.
+        iterations: rounds of min cut + colour-model re-learning of a cut without a previous mask.
         radius: hard-seed geodesic disc radius around each click, in working pixels.
         init_frac: colour-model geodesic disc radius around the clicks, as a fraction of the working long
             side.
@@ -87,6 +92,10 @@ class GraphCutSegmenter:
             ``window`` times the click's distance to the previous mask's same-label region (0: re-cut all).
         min_window: smallest window half-size, in working pixels.
         click_weight: share of each colour model learnt from its clicked geodesic discs alone (0: none).
+        geo_weight: weight of the geodesic click prior (cost units of the ``-log`` colour likelihoods; 0: none).
+        geo_scale: its decay length, as a fraction of the colour-model disc's geodesic diameter.
+        local_iterations: rounds of cut + re-learning of a local re-cut (with a previous mask); the
+            colour models start from the previous mask there, so one round does most of the work.
         border: width of the view-border band, as a fraction of the working long side, that the first
             cut's background model treats as clicked (0: none).
         zoom_max: largest crop view, as a fraction of the image's long side; a larger crop means the whole
@@ -113,15 +122,18 @@ class GraphCutSegmenter:
         init_frac: float = 0.12,
         guide_radius: int = 4,
         guide_eps: float = 1e-3,
-        window: float = 4.0,
+        window: float = 6.0,
         min_window: int = 8,
         click_weight: float = 0.5,
         border: float = 0.1,
         zoom_max: float = 0.7,
         zoom_expand: float = 0.4,
         zoom_min: int = 64,
-        first_sizes: Sequence[int] = (40, 100),
+        first_sizes: Sequence[int] = (100,),
         maxflow: str = "auto",
+        geo_weight: float = 3.0,
+        geo_scale: float = 0.5,
+        local_iterations: int = 1,
     ):
         if side < 16:
             raise ValueError(f"side must be at least 16 pixels, got {side}")
@@ -134,6 +146,7 @@ class GraphCutSegmenter:
         self.guide_radius, self.guide_eps = guide_radius, guide_eps
         self.window, self.min_window = window, min_window
         self.click_weight, self.border = click_weight, border
+        self.geo_weight, self.geo_scale, self.local_iterations = geo_weight, geo_scale, max(1, local_iterations)
         self.zoom_max, self.zoom_expand, self.zoom_min = zoom_max, zoom_expand, zoom_min
         self.first_sizes = tuple(int(v) for v in first_sizes)
         self.min_cut_backend = resolve_backend(maxflow)  # "scipy" or "pymaxflow": the same masks either way
@@ -329,6 +342,7 @@ class GraphCutSegmenter:
         for _ in range(self.iterations):
             cost_fg, cost_bg = self._unaries(model_fg & ~bg_seed, ~model_fg & ~fg_seed, None,
                                              pos_region, neg_region)
+            self._add_click_prior(clicks, cost_fg, cost_bg)
             cost_fg[bg_seed] = INF_COST
             cost_bg[fg_seed] = INF_COST
             fg = self._keep_seeded(self._cut.solve(cost_fg, cost_bg), fg_seed)
@@ -344,7 +358,7 @@ class GraphCutSegmenter:
         click as the nearest previous-mask pixel already carrying the click's label (distance ``d``); the
         window's half-size is ``window * d`` (at least ``min_window`` working pixels). Its border ring is
         held at the previous labels; colour models come from the whole previous mask, then from each new cut
-        (``iterations`` rounds). A positive click only adds foreground, a negative click only removes it.
+        (``local_iterations`` rounds). A positive click only adds foreground, a negative click only removes it.
         """
         sh, sw = self.small_shape
         prev_small = self._initial_model(clicks, prev, None)
@@ -369,9 +383,10 @@ class GraphCutSegmenter:
         ring[:, 0] |= x0 > 0 or vx0 > 0
         ring[:, -1] |= x1 < sw or vx1 < self.shape[1]
         cut = GridCut(self._wx[win], self._wy[win], backend=self.min_cut_backend)
-        for _ in range(self.iterations):  # GrabCut's EM as in the full cut: colours re-learnt from each cut
+        for _ in range(self.local_iterations):  # GrabCut's EM as in the full cut: colours re-learnt from each cut
             cost_fg, cost_bg = self._unaries(model_fg & ~bg_seed, ~model_fg & ~fg_seed, win,
                                              pos_region, neg_region)
+            self._add_click_prior(clicks, cost_fg, cost_bg, win)
             cost_fg[bg_seed[win]] = INF_COST
             cost_bg[fg_seed[win]] = INF_COST
             cost_fg[ring & ~prev_small[win]] = INF_COST
@@ -389,6 +404,22 @@ class GraphCutSegmenter:
         ys, xs = np.nonzero(cv2.dilate(changed.astype(np.uint8), np.ones((3, 3), np.uint8)))
         out = self._upsample(fg, prev.mask, (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1))
         return Prediction(self._write_seeds(out, fg_seed, bg_seed))
+
+    def _add_click_prior(self, clicks: Sequence[Click], cost_fg: np.ndarray, cost_bg: np.ndarray,
+                         win: tuple[slice, slice] | None = None) -> None:
+        """Add the geodesic click prior to the unaries in place (working grid, or its window ``win``): labelling
+        a pixel against a click costs ``geo_weight * exp(-D / s)`` (``D``: geodesic distance to the click, inf
+        beyond the largest disc computed, where the prior is about ``exp(-1 / geo_scale)`` of its peak)."""
+        if self.geo_weight <= 0:
+            return
+        decay = self.geo_scale * 2.0 * self._model_radius()
+        for c in clicks:
+            dist = self._geodesic(c) if win is None else self._geodesic(c)[win]
+            pull = self.geo_weight * np.exp(-dist / decay)
+            if c.positive:
+                cost_bg += pull
+            else:
+                cost_fg += pull
 
     def _small_xy(self, c: Click) -> tuple[int, int]:
         sh, sw = self.small_shape

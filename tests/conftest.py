@@ -20,6 +20,7 @@ except ImportError:  # pragma: no cover
 
 REPO = Path(__file__).resolve().parents[1]
 GRABCUT = REPO.parent / "shared" / "data" / "grabcut"
+COCO_MVAL = REPO.parent / "shared" / "data" / "coco_mval"
 
 
 @pytest.fixture
@@ -28,6 +29,14 @@ def grabcut_dir() -> Path:
     if not (GRABCUT / "images").is_dir():
         pytest.skip(f"GrabCut data not found at {GRABCUT} (it lives in shared/, beside the repository)")
     return GRABCUT
+
+
+@pytest.fixture
+def coco_mval_dir() -> Path:
+    """The real COCO-MVal folder (images/ + masks/), or skip when this checkout has none."""
+    if not (COCO_MVAL / "images").is_dir():
+        pytest.skip(f"COCO-MVal data not found at {COCO_MVAL} (it lives in shared/, beside the repository)")
+    return COCO_MVAL
 
 
 class DiscSegmenter:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import configparser
 import fnmatch
 import json
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -49,7 +50,13 @@ def test_the_settings_record_names_its_data_commands_and_segmenter():
     commands = "\n".join(record["commands"])
     for step in ("hlmat generate", "hlmat export", "hlmat tiny-vlm", "hlmat sft", "hlmat benchmark"):
         assert step in commands, step
-    assert record["segmenter_version"] == hlmat_env.segmenter_version("default")
+    # Demonstrations depend on the segmenter's code: the record and the model card name the version they came
+    # from, which the current default may have moved past (the card then says so).
+    assert re.fullmatch(r"[0-9a-f]{12}", record["segmenter_version"])
+    card = (Path(__file__).parents[1] / "docs" / "models" / "mllm_tiny.md").read_text()
+    assert record["segmenter_version"] in card
+    if record["segmenter_version"] != hlmat_env.segmenter_version("default"):
+        assert "not the current default" in card
 
 
 def test_package_data_ships_every_file_of_the_folder():
